@@ -1,0 +1,35 @@
+"""Device and dtype choice, in one place.
+
+bf16 on a CUDA GPU (the checkpoints are bf16 and the reference runs them so), float32 on the CPU
+(CPU bf16 matmuls are slow and lossy). Nothing else in cosmos_core names "cuda".
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def pick_device(requested: str | torch.device | None = None) -> torch.device:
+    """The device to run on: the requested one, else the current CUDA device, else the CPU."""
+    if requested is not None:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {requested!r} was requested but no CUDA GPU is visible to torch")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def compute_dtype(device: torch.device, requested: torch.dtype | None = None) -> torch.dtype:
+    """The dtype the networks run in on `device`: bf16 on GPU, float32 on CPU, unless asked otherwise."""
+    if requested is not None:
+        return requested
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def configure_backends(device: torch.device) -> None:
+    """Fast-math settings the reference also uses on GPU (TF32 matmuls and convolutions)."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh machine: a virtual environment in .venv with this project and its tools.
+# torch is pinned first so that pip takes the local CPU build where there is no GPU (an unpinned torch
+# would pull several GB of CUDA packages); on GPU hosts install the CUDA build of torch 2.x beforehand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
+  .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import torch, prefect, diffusers, transformers; print("set-up ok: torch", torch.__version__)'
