@@ -72,7 +72,26 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         condition_mask=True,
         rope_extrapolation=(20 / 24, 2.0, 2.0),
     ),
-    # Small presets for tests: same code paths, head_dim 16 so the RoPE split (t 6, h 5*2... ) is non-trivial.
+    # The built-in small model (cosmos_core/embedded): same architecture, CPU-sized.
+    "embedded-Text2Image": DiTConfig(
+        model_channels=128,
+        num_blocks=4,
+        num_heads=4,
+        crossattn_dim=64,
+        adaln_lora_dim=32,
+        max_latent_size=(32, 64, 64),
+    ),
+    "embedded-Video2World": DiTConfig(
+        model_channels=128,
+        num_blocks=4,
+        num_heads=4,
+        crossattn_dim=64,
+        adaln_lora_dim=32,
+        condition_mask=True,
+        rope_extrapolation=(1.0, 1.0, 1.0),
+        max_latent_size=(32, 64, 64),
+    ),
+    # Small presets for tests: same code paths, head_dim 16 so that the RoPE split (8, 4, 4) is non-trivial.
     "tiny-Text2Image": DiTConfig(
         model_channels=64, num_blocks=2, num_heads=4, crossattn_dim=32, adaln_lora_dim=16
     ),

@@ -11,14 +11,16 @@ from typing import Literal
 
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16")
 
-IMAGE_SIZES: dict[str, tuple[int, int]] = {
-    "1:1": (1024, 1024),
-    "4:3": (1168, 880),
-    "3:4": (880, 1168),
-    "16:9": (1360, 768),
-    "9:16": (768, 1360),
-}
-VIDEO_SIZES: dict[str, dict[str, tuple[int, int]]] = {
+# (width, height) by resolution and aspect ratio. "1024" is Text2Image's; "embedded" is the built-in
+# small model's (multiples of 16 so that the 8x VAE and the 2x2 patches divide them).
+SIZES: dict[str, dict[str, tuple[int, int]]] = {
+    "1024": {
+        "1:1": (1024, 1024),
+        "4:3": (1168, 880),
+        "3:4": (880, 1168),
+        "16:9": (1360, 768),
+        "9:16": (768, 1360),
+    },
     "720": {
         "1:1": (960, 960),
         "4:3": (960, 704),
@@ -27,8 +29,11 @@ VIDEO_SIZES: dict[str, dict[str, tuple[int, int]]] = {
         "9:16": (704, 1280),
     },
     "480": {"1:1": (480, 480), "4:3": (640, 480), "3:4": (480, 640), "16:9": (768, 432), "9:16": (432, 768)},
+    "embedded": {"1:1": (128, 128), "4:3": (128, 96), "3:4": (96, 128), "16:9": (160, 96), "9:16": (96, 160)},
 }
 FRAMES_BY_FPS = {16: 93, 10: 61}
+EMBEDDED_FRAMES = 17
+EMBEDDED_FPS = 16
 
 T5_REPO = "google-t5/t5-11b"
 
@@ -39,19 +44,16 @@ class ModelPreset:
     task: Literal["text2image", "video2world"]
     dit: str  # key of dit.DIT_PRESETS
     vae: str  # key of vae.VAE_PRESETS
-    repo_id: str  # Hugging Face repository, also the folder under checkpoints/
+    repo_id: str  # Hugging Face repository, also the folder under checkpoints/ ("" for the embedded model)
     dit_file: str  # DiT weights inside repo_id
-    resolution: str = "1024"  # "1024" (images), "720" or "480"
-    fps: int | None = None
-    text_dim: int = 1024
-
-    @property
-    def num_frames(self) -> int:
-        return 1 if self.task == "text2image" else FRAMES_BY_FPS[self.fps]
+    resolution: str = "1024"  # key of SIZES
+    fps: int = 16
+    num_frames: int = 1
+    embedded: bool = False
 
     def size(self, aspect_ratio: str) -> tuple[int, int]:
         """(width, height) of the output for an aspect ratio; a clear error for an unknown one."""
-        table = IMAGE_SIZES if self.task == "text2image" else VIDEO_SIZES[self.resolution]
+        table = SIZES[self.resolution]
         if aspect_ratio not in table:
             raise ValueError(
                 f"unknown aspect ratio {aspect_ratio!r}; choose one of {', '.join(ASPECT_RATIOS)}"
@@ -68,18 +70,35 @@ def _build() -> dict[str, ModelPreset]:
     for size in ("2B", "14B"):
         repo = f"nvidia/Cosmos-Predict2-{size}-Video2World"
         for res in ("480", "720"):
-            for fps in (10, 16):
+            for fps, frames in FRAMES_BY_FPS.items():
                 name = f"Cosmos-Predict2-{size}-Video2World-{res}p-{fps}fps"
+                dit_file = f"model-{res}p-{fps}fps.pt"
                 presets[name] = ModelPreset(
-                    name,
-                    "video2world",
-                    f"{size}-Video2World",
-                    "wan2.1",
-                    repo,
-                    f"model-{res}p-{fps}fps.pt",
-                    res,
-                    fps,
+                    name, "video2world", f"{size}-Video2World", "wan2.1", repo, dit_file, res, fps, frames
                 )
+    # The built-in small model, used when no checkpoint is present (weights inside the package).
+    presets["embedded-Text2Image"] = ModelPreset(
+        "embedded-Text2Image",
+        "text2image",
+        "embedded-Text2Image",
+        "embedded",
+        "",
+        "text2image",
+        "embedded",
+        embedded=True,
+    )
+    presets["embedded-Video2World"] = ModelPreset(
+        "embedded-Video2World",
+        "video2world",
+        "embedded-Video2World",
+        "embedded",
+        "",
+        "video2world",
+        "embedded",
+        EMBEDDED_FPS,
+        EMBEDDED_FRAMES,
+        embedded=True,
+    )
     return presets
 
 

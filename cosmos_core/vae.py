@@ -89,6 +89,16 @@ class VAEConfig:
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     "wan2.1": VAEConfig(),
+    # The built-in small model's VAE (cosmos_core/embedded): same topology, 16 latent channels, CPU-sized.
+    # Its latents are normalised by training, not by per-channel statistics.
+    "embedded": VAEConfig(
+        dim=16,
+        z_dim=16,
+        dim_mult=(1, 2, 2, 2),
+        num_res_blocks=1,
+        latents_mean=(0.0,) * 16,
+        latents_std=(1.0,) * 16,
+    ),
     # For tests: same topology (8x spatial, 4x temporal), a few thousand parameters.
     "tiny": VAEConfig(
         dim=8,

@@ -7,6 +7,9 @@ import os
 import pytest
 import torch
 
+# The S3-compatible server (moto, on 127.0.0.1) and its fixtures, for every test module.
+pytest_plugins = ["tests.s3_server"]
+
 # Keep CPU tests deterministic and quiet.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,145 @@
+"""What the three pipelines share: choosing the preset, timing, progress, results and sidecars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cosmos_core import media
+from cosmos_core.models import ModelBundle, checkpoints_present, default_checkpoint_dir
+from cosmos_core.presets import ModelPreset, model_preset, text2image_preset, video2world_preset
+
+log = logging.getLogger("cosmos_core")
+
+DEFAULT_MODEL_SIZE = "2B"
+
+
+def resolve_preset(
+    task: str,
+    model_size: str | None,
+    checkpoint_dir: Path | None = None,
+    resolution: str | int = "720",
+    fps: int = 16,
+    dit_path: str | None = None,
+) -> ModelPreset:
+    """The preset a command asked for. With no size asked for and no checkpoint present, the embedded
+    small model (one log line says so); an explicit size always means that size (missing files are
+    then a clear error when loading)."""
+    if model_size == "embedded":
+        return model_preset(f"embedded-{'Text2Image' if task == 'text2image' else 'Video2World'}")
+
+    def real(size: str) -> ModelPreset:
+        if task == "text2image":
+            return text2image_preset(size)
+        return video2world_preset(size, resolution, fps)
+
+    if model_size is not None:
+        return real(model_size)
+    default = real(DEFAULT_MODEL_SIZE)
+    checkpoint_dir = checkpoint_dir or default_checkpoint_dir()
+    if dit_path or checkpoints_present(default, checkpoint_dir):
+        return default
+    log.info(
+        "no %s checkpoint under %s and no --model_size given: using the embedded default model",
+        default.name,
+        checkpoint_dir,
+    )
+    return resolve_preset(task, "embedded")
+
+
+@dataclass
+class Generation:
+    """One generated image or video, plus everything needed to reproduce it."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8; T == 1 for an image
+    fps: int
+    sidecar: dict = field(default_factory=dict)
+
+    @property
+    def is_image(self) -> bool:
+        return self.frames.shape[0] == 1
+
+
+class Timings(dict):
+    """Seconds per named stage, filled by `with timings.stage("decode"): ...`."""
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = round(self.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
+    """(1, 3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
+    frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return frames.permute(1, 2, 3, 0).cpu().numpy()
+
+
+def progress(desc: str) -> Callable[[int, int], None] | None:
+    """A progress bar over the sampling steps, only when stderr is a terminal."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = None
+
+    def on_step(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=desc, leave=False, unit="step")
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return on_step
+
+
+def base_sidecar(task: str, bundle: ModelBundle, request) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("worldmill")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {
+        "task": task,
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "refined_prompt": None,
+        "seed": request.seed,
+        "parameters": request.model_dump(),
+        "model": bundle.identity,
+        "device": str(bundle.device),
+        "dtype": str(bundle.dtype).removeprefix("torch."),
+        "software": {"worldmill": ours, "torch": torch.__version__, "python": platform.python_version()},
+    }
+
+
+def sidecar_url(output_url: str) -> str:
+    return f"{output_url}.json"
+
+
+def save_generation(generation: Generation, output_url: str) -> None:
+    """Write the media (JPEG for an image, MP4 otherwise) and its JSON sidecar, each atomically."""
+    start = time.perf_counter()
+    if generation.is_image:
+        media.write_image(output_url, generation.frames[0])
+    else:
+        media.write_video(output_url, generation.frames, generation.fps)
+    sidecar = dict(generation.sidecar)
+    sidecar["output"] = output_url
+    sidecar.setdefault("timings", {})["write_s"] = round(time.perf_counter() - start, 4)
+    media.write_text(sidecar_url(output_url), json.dumps(sidecar, indent=2, default=str) + "\n")

@@ -1,0 +1,109 @@
+"""Text2World: Text2Image makes the first frame, Video2World animates it (1 conditioning frame).
+
+Reference: examples/text2world.py. The image goes through storage as `<output base>_temp.jpg` (so a
+batch can run the two stages apart, and a failure leaves the intermediate to inspect): it is removed
+when the video is written, and kept, with a log line, when the video stage fails. The Video2World
+input path center-crops it to the video size. Both stages share one T5 encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from pathlib import Path
+
+from cosmos_core import media
+from cosmos_core.pipelines.base import Generation, save_generation
+from cosmos_core.pipelines.text2image import Text2ImagePipeline
+from cosmos_core.pipelines.video2world import Video2WorldPipeline
+from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
+
+log = logging.getLogger("cosmos_core")
+
+
+def temp_image_url(output_url: str) -> str:
+    base, _ext = posixpath.splitext(output_url)
+    return f"{base}_temp.jpg"
+
+
+class Text2WorldPipeline:
+    task = "text2world"
+
+    def __init__(self, text2image: Text2ImagePipeline, video2world: Video2WorldPipeline) -> None:
+        self.text2image = text2image
+        self.video2world = video2world
+
+    @classmethod
+    def load(
+        cls,
+        model_size: str | None = None,
+        resolution: str | int = "720",
+        fps: int = 16,
+        checkpoint_dir: Path | None = None,
+        dit_path_text2image: str | None = None,
+        dit_path_video2world: str | None = None,
+        device: str | None = None,
+        ema: bool = False,
+    ) -> Text2WorldPipeline:
+        video2world = Video2WorldPipeline.load(
+            model_size, resolution, fps, checkpoint_dir, dit_path_video2world, device, ema=ema
+        )
+        image_size = "embedded" if video2world.bundle.preset.embedded else model_size
+        text2image = Text2ImagePipeline.load(
+            image_size,
+            checkpoint_dir,
+            dit_path_text2image,
+            device=device,
+            text_encoder=video2world.bundle.text_encoder,
+            ema=ema,
+        )
+        return cls(text2image, video2world)
+
+    def image_request(self, request: Text2WorldRequest) -> Text2ImageRequest:
+        return Text2ImageRequest(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            aspect_ratio=request.aspect_ratio,
+            guidance=request.image_guidance,
+            seed=request.seed,
+            steps=request.steps,
+        )
+
+    def video_request(self, request: Text2WorldRequest, image_url: str) -> Video2WorldRequest:
+        return Video2WorldRequest(
+            prompt=request.prompt,
+            input_path=image_url,
+            negative_prompt=request.negative_prompt,
+            aspect_ratio=request.aspect_ratio,
+            num_conditional_frames=1,
+            guidance=request.guidance,
+            seed=request.seed,
+            steps=request.steps,
+        )
+
+    def generate_image(self, request: Text2WorldRequest, image_url: str) -> Generation:
+        """Stage 1: the first frame, written to `image_url` (with its sidecar)."""
+        image = self.text2image.generate(self.image_request(request))
+        save_generation(image, image_url)
+        return image
+
+    def generate_video(self, request: Text2WorldRequest, image_url: str) -> Generation:
+        """Stage 2: the video from the stage-1 image."""
+        video = self.video2world.generate(self.video_request(request, image_url))
+        video.sidecar["task"] = self.task
+        video.sidecar["parameters"] = request.model_dump()
+        return video
+
+    def generate_and_save(self, request: Text2WorldRequest, output_url: str) -> Generation:
+        image_url = temp_image_url(output_url)
+        image = self.generate_image(request, image_url)
+        try:
+            video = self.generate_video(request, image_url)
+            video.sidecar["image_stage"] = {k: image.sidecar[k] for k in ("model", "timings", "parameters")}
+            save_generation(video, output_url)
+        except BaseException:
+            log.error("text2world: the video stage failed; the intermediate image is kept at %s", image_url)
+            raise
+        media.remove(image_url)
+        media.remove(f"{image_url}.json")
+        return video

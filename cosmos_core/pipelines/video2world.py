@@ -1,0 +1,140 @@
+"""Video2World: an image or the last frames of a video, plus a prompt -> a video.
+
+Reference: cosmos_predict2/pipelines/video2world.py. The conditioning frames are resized to cover the
+target size (aspect kept, sides rounded up), center-cropped, quantised to uint8, and only they are
+VAE-encoded: the VAE is causal, so their latents equal those of the reference's whole padded clip.
+1 frame -> 1 conditioned latent frame, 5 frames -> 2.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cosmos_core import media
+from cosmos_core.denoiser import Denoiser, FrameCondition
+from cosmos_core.models import ModelBundle, load_bundle
+from cosmos_core.pipelines.base import (
+    Generation,
+    Timings,
+    base_sidecar,
+    progress,
+    resolve_preset,
+    to_uint8_frames,
+)
+from cosmos_core.requests import Video2WorldRequest
+from cosmos_core.sampler import initial_noise, karras_sigmas, sample
+from cosmos_core.text_encoder import T5TextEncoder
+from cosmos_core.vae import latent_frames
+
+
+class ConditioningError(ValueError):
+    """The conditioning input cannot serve the request (too few frames, an image for 5 frames...)."""
+
+
+def read_conditioning_frames(input_path: str, num_frames: int) -> np.ndarray:
+    """The last `num_frames` frames of a video, or an image as one frame: (n, H, W, 3) uint8."""
+    if media.is_image(input_path):
+        if num_frames != 1:
+            raise ConditioningError(
+                f"{input_path} is an image, but --num_conditional_frames {num_frames} needs a video (.mp4) "
+                f"with at least {num_frames} frames"
+            )
+        return media.read_image(input_path)[None]
+    if media.is_video(input_path):
+        frames, _fps = media.read_video(input_path)
+        if len(frames) < num_frames:
+            raise ConditioningError(
+                f"{input_path} has {len(frames)} frame(s), but --num_conditional_frames {num_frames} needs at "
+                f"least {num_frames}"
+            )
+        return frames[-num_frames:]
+    supported = ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)
+    raise ConditioningError(f"{input_path}: unsupported input type; use one of {supported}")
+
+
+def resize_cover_center_crop(frames: np.ndarray, width: int, height: int) -> torch.Tensor:
+    """(n, H, W, 3) uint8 -> (1, 3, n, height, width) float in [-1, 1], as the reference prepares input.
+
+    Resize (bilinear, antialiased) so both sides cover the target, center-crop, then quantise to uint8 by
+    truncation (the reference's `(x * 255).to(uint8)`) before scaling to [-1, 1].
+    """
+    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (n, 3, H, W)
+    h, w = x.shape[-2:]
+    scale = max(width / w, height / h)
+    new_h, new_w = math.ceil(scale * h), math.ceil(scale * w)
+    x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+    top, left = round((new_h - height) / 2), round((new_w - width) / 2)
+    x = x[:, :, top : top + height, left : left + width]
+    x = (x * 255.0).clamp(0, 255).to(torch.uint8).float() / 127.5 - 1.0
+    return x.permute(1, 0, 2, 3).unsqueeze(0)
+
+
+class Video2WorldPipeline:
+    task = "video2world"
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    @classmethod
+    def load(
+        cls,
+        model_size: str | None = None,
+        resolution: str | int = "720",
+        fps: int = 16,
+        checkpoint_dir: Path | None = None,
+        dit_path: str | None = None,
+        device: str | None = None,
+        text_encoder: T5TextEncoder | None = None,
+        ema: bool = False,
+    ) -> Video2WorldPipeline:
+        preset = resolve_preset(
+            "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
+        )
+        return cls(load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema))
+
+    @torch.no_grad()
+    def generate(self, request: Video2WorldRequest) -> Generation:
+        b = self.bundle
+        start = time.perf_counter()
+        timings = Timings()
+        width, height = b.preset.size(request.aspect_ratio)
+        sc = b.vae.spatial_compression
+        num_cond_latents = latent_frames(request.num_conditional_frames)
+
+        with timings.stage("read_input_s"):
+            frames = read_conditioning_frames(request.input_path, request.num_conditional_frames)
+            condition_video = resize_cover_center_crop(frames, width, height).to(b.device)
+
+        with timings.stage("vae_encode_s"):
+            cond_latents = b.vae.encode(condition_video.to(b.dtype)).float()  # (1, z, n, h, w)
+
+        with timings.stage("text_encode_s"):
+            emb = b.text_encoder.encode([request.prompt, request.negative_prompt]).to(b.device)
+
+        with timings.stage("sampling_s"):
+            shape = (1, b.vae.cfg.z_dim, latent_frames(b.preset.num_frames), height // sc, width // sc)
+            condition = FrameCondition(cond_latents, num_cond_latents)
+            denoiser = Denoiser(b.dit, emb[:1], emb[1:], request.guidance, condition)
+            noise = initial_noise(shape, request.seed).to(b.device)
+            latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("video2world"))
+
+        with timings.stage("decode_s"):
+            video = to_uint8_frames(b.vae.decode(latents.to(b.dtype)))
+
+        sidecar = base_sidecar(self.task, b, request)
+        sidecar.update(
+            width=width,
+            height=height,
+            frames=len(video),
+            fps=b.preset.fps,
+            conditional_latent_frames=num_cond_latents,
+            dit_evaluations=denoiser.calls,
+        )
+        sidecar["timings"] = {**timings, "total_s": round(time.perf_counter() - start, 4)}
+        return Generation(video, fps=b.preset.fps, sidecar=sidecar)

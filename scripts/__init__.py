@@ -1,0 +1,1 @@
+"""Command-line scripts: `python -m scripts.<name>`."""
