@@ -235,3 +235,19 @@ def test_s3_inputs_and_outputs(workdir, s3_server):
     frames, fps = media.read_video(f"{url}/out/v.mp4")
     assert frames.shape[0] == EMBEDDED_FRAMES and fps == EMBEDDED_FPS
     assert json.loads(media.read_text(f"{url}/out/v.mp4.json"))["parameters"]["input_path"] == f"{url}/in.jpg"
+
+
+def test_text2world_keeps_the_temporary_image_when_the_video_stage_fails(workdir, monkeypatch, caplog):
+    from cosmos_core.pipelines import Text2WorldPipeline, Video2WorldPipeline
+    from cosmos_core.requests import Text2WorldRequest
+
+    pipeline = Text2WorldPipeline.load(model_size="embedded")
+
+    def fail(self, request):  # fault injected into stage 2 only
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(Video2WorldPipeline, "generate", fail)
+    with pytest.raises(RuntimeError, match="injected"):
+        pipeline.generate_and_save(Text2WorldRequest(prompt="a red ball", steps=2), "w/t.mp4")
+    assert Path("w/t_temp.jpg").is_file() and not Path("w/t.mp4").exists()
+    assert "the intermediate image is kept at w/t_temp.jpg" in caplog.text
