@@ -92,7 +92,7 @@ VAE_PRESETS: dict[str, VAEConfig] = {
     # The built-in small model's VAE (cosmos_core/embedded): same topology, 16 latent channels, CPU-sized.
     # Its latents are normalised by training, not by per-channel statistics.
     "embedded": VAEConfig(
-        dim=16,
+        dim=8,
         z_dim=16,
         dim_mult=(1, 2, 2, 2),
         num_res_blocks=1,

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-# The S3-compatible server (moto, on 127.0.0.1) and its fixtures, for every test module.
-pytest_plugins = ["tests.s3_server"]
+# Session servers for every test module: S3-compatible (moto) and Prefect, both on 127.0.0.1.
+pytest_plugins = ["tests.s3_server", "tests.prefect_server"]
 
 # Keep CPU tests deterministic and quiet.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

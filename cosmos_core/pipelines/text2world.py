@@ -26,6 +26,32 @@ def temp_image_url(output_url: str) -> str:
     return f"{base}_temp.jpg"
 
 
+def image_request(request: Text2WorldRequest) -> Text2ImageRequest:
+    """Stage 1's request: the reference gives the image stage the video's negative prompt, guidance 4."""
+    return Text2ImageRequest(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        aspect_ratio=request.aspect_ratio,
+        guidance=request.image_guidance,
+        seed=request.seed,
+        steps=request.steps,
+    )
+
+
+def video_request(request: Text2WorldRequest, image_url: str) -> Video2WorldRequest:
+    """Stage 2's request: Video2World from the stage-1 image, one conditioning frame."""
+    return Video2WorldRequest(
+        prompt=request.prompt,
+        input_path=image_url,
+        negative_prompt=request.negative_prompt,
+        aspect_ratio=request.aspect_ratio,
+        num_conditional_frames=1,
+        guidance=request.guidance,
+        seed=request.seed,
+        steps=request.steps,
+    )
+
+
 class Text2WorldPipeline:
     task = "text2world"
 
@@ -59,37 +85,15 @@ class Text2WorldPipeline:
         )
         return cls(text2image, video2world)
 
-    def image_request(self, request: Text2WorldRequest) -> Text2ImageRequest:
-        return Text2ImageRequest(
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt,
-            aspect_ratio=request.aspect_ratio,
-            guidance=request.image_guidance,
-            seed=request.seed,
-            steps=request.steps,
-        )
-
-    def video_request(self, request: Text2WorldRequest, image_url: str) -> Video2WorldRequest:
-        return Video2WorldRequest(
-            prompt=request.prompt,
-            input_path=image_url,
-            negative_prompt=request.negative_prompt,
-            aspect_ratio=request.aspect_ratio,
-            num_conditional_frames=1,
-            guidance=request.guidance,
-            seed=request.seed,
-            steps=request.steps,
-        )
-
     def generate_image(self, request: Text2WorldRequest, image_url: str) -> Generation:
         """Stage 1: the first frame, written to `image_url` (with its sidecar)."""
-        image = self.text2image.generate(self.image_request(request))
+        image = self.text2image.generate(image_request(request))
         save_generation(image, image_url)
         return image
 
     def generate_video(self, request: Text2WorldRequest, image_url: str) -> Generation:
         """Stage 2: the video from the stage-1 image."""
-        video = self.video2world.generate(self.video_request(request, image_url))
+        video = self.video2world.generate(video_request(request, image_url))
         video.sidecar["task"] = self.task
         video.sidecar["parameters"] = request.model_dump()
         return video

@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only (no torch). Deployments are declared in prefect.yaml."""

@@ -1,0 +1,163 @@
+"""One batch, top to bottom: manifest -> shards -> GPU work -> result records -> report.
+
+The three batch flows (text2image, video2world, text2world) are this function with their stages.
+One Prefect task per shard (tens of rows), never per row: the SQLite server ingests ~50 task runs/s and
+every run costs the client ~5 ms (DESIGN.md). Shards run in this flow run's own worker (a task each,
+concurrently, each holding GPU slots), or are dispatched as runs of the `generate-shard` deployment on
+a GPU work pool so that several hosts work one manifest.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.deployments import run_deployment
+
+from manifests import (
+    Manifest,
+    ModelSpec,
+    ResultRecord,
+    Shard,
+    plan_shards,
+    read_manifest,
+    read_records,
+    write_shard,
+)
+from tasks.reports import publish_report, remove_tree
+from tasks.shards import run_shard
+
+# Each flow's stages, in order; a row goes on to the next stage only if its previous one succeeded.
+STAGES = {
+    "text2image": ["text2image"],
+    "video2world": ["video2world"],
+    "text2world": ["text2world-image", "text2world-video"],
+}
+
+
+class RowsFailed(RuntimeError):
+    """Some rows failed; raised after every other row finished, so that the flow run ends Failed."""
+
+
+@dataclass
+class BatchOptions:
+    shard_size: int = 25
+    gpus_per_shard: int = 1
+    model: ModelSpec = field(default_factory=ModelSpec)
+    input_root: str | None = None
+    dispatch_deployment: str | None = None  # e.g. "generate-shard/gpu": shards run there
+
+
+def workdir(output_root: str) -> str:
+    """Where shard files, records and temporaries live: beside the outputs, on the same storage."""
+    return posixpath.join(output_root.rstrip("/"), ".worldmill")
+
+
+@task(task_run_name="dispatch {shard_id}", cache_policy=None)
+def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int) -> dict:
+    """Run one shard as a flow run of the generate-shard deployment (on a GPU pool) and wait for it."""
+    flow_run = run_deployment(
+        deployment, parameters={"shard_url": shard_url, "shard_id": shard_id, "gpus": gpus}, timeout=None
+    )
+    if not flow_run.state.is_completed():
+        raise RuntimeError(f"shard {shard_id}: flow run {flow_run.name} ended {flow_run.state.name}")
+    return {"shard_id": shard_id}
+
+
+def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: BatchOptions, progress) -> dict:
+    """All shards of one stage; returns {row id: record}; rows of a shard that failed for good get a
+    "failed" record naming the shard's error."""
+    logger = get_run_logger()
+    records_dir = posixpath.join(workdir(output_root), "records", stage)
+    shards: list[Shard] = plan_shards(
+        rows_manifest, options.shard_size, records_dir, options.model, task=stage
+    )
+    logger.info(
+        "%s: %d row(s) in %d shard(s) of <= %d",
+        stage,
+        len(rows_manifest.rows),
+        len(shards),
+        options.shard_size,
+    )
+    futures = []
+    for shard in shards:
+        url = posixpath.join(workdir(output_root), "shards", f"{shard.shard_id}.json")
+        write_shard(shard, url)
+        if options.dispatch_deployment:
+            futures.append(
+                dispatch_shard.submit(
+                    options.dispatch_deployment, url, shard.shard_id, options.gpus_per_shard
+                )
+            )
+        else:
+            futures.append(run_shard.submit(url, shard.shard_id, options.gpus_per_shard))
+
+    records: dict[str, ResultRecord] = {}
+    for shard, future in zip(shards, futures, strict=True):
+        future.wait()
+        state = future.state
+        ids = [row.id for row in shard.rows]
+        found = read_records(records_dir, ids)
+        records.update(found)
+        if not state.is_completed():
+            error = f"shard {shard.shard_id} failed: {state.message or state.name}"
+            logger.error(error)
+            for row in shard.rows:
+                if row.id not in found:
+                    records[row.id] = ResultRecord(
+                        id=row.id, row_number=row.row_number, status="failed", output=row.output, error=error
+                    )
+        progress(len(shard.rows))
+    return records
+
+
+def run_batch(flow_task: str, manifest_url: str, output_root: str, options: BatchOptions) -> dict:
+    logger = get_run_logger()
+    manifest = read_manifest(manifest_url, flow_task, output_root, input_root=options.input_root)
+    stages = STAGES[flow_task]
+    total_units = max(len(manifest.rows) * len(stages), 1)
+    done_units = 0
+    artifact_id = create_progress_artifact(0.0, description=f"{flow_task}: {manifest_url} -> {output_root}")
+
+    def progress(units: int) -> None:
+        nonlocal done_units
+        done_units += units
+        update_progress_artifact(artifact_id, 100.0 * done_units / total_units)
+
+    logger.info(
+        "%s: %d row(s) to generate, %d rejected by validation",
+        manifest_url,
+        len(manifest.rows),
+        len(manifest.errors),
+    )
+    for error in manifest.errors:
+        logger.warning("%s: %s", manifest_url, error)
+
+    final: dict[str, ResultRecord] = {}
+    remaining = manifest
+    for stage in stages:
+        if not remaining.rows:
+            break
+        records = run_stage(stage, remaining, output_root, options, progress)
+        final.update(records)
+        ok = [row for row in remaining.rows if records.get(row.id) and records[row.id].status == "ok"]
+        remaining = Manifest(
+            task=manifest.task, source=manifest.source, output_root=output_root, rows=ok, errors=[]
+        )
+    # Final records point at the final outputs (text2world's stage 1 wrote temporaries).
+    by_id = {row.id: row for row in manifest.rows}
+    for row_id, record in final.items():
+        final[row_id] = record.model_copy(update={"output": by_id[row_id].output})
+    if flow_task == "text2world":
+        remove_tree(posixpath.join(workdir(output_root), "text2world-images"))
+    update_progress_artifact(artifact_id, 100.0)
+
+    summary = publish_report(manifest, list(final.values()), output_root, flow_task)
+    failed = summary["failed"] + summary["rejected"]
+    if failed:
+        raise RowsFailed(
+            f"{failed} of {summary['rows']} row(s) failed or were rejected; see {summary['results_file']}"
+        )
+    return summary

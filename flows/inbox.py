@@ -1,0 +1,80 @@
+"""`manifest-inbox`: on a schedule, take the new manifests from an inbox and run each exactly once.
+
+Inbox layout (a local folder or an s3:// prefix):
+    <inbox>/*.csv|json|jsonl|parquet     new manifests, dropped by users
+    <inbox>/processing/                  claimed by a run (moved there before any work)
+    <inbox>/done/  <inbox>/failed/       finished, with `<name>.results.csv` beside each
+A manifest is claimed by moving it into processing/, so a second scheduled run never sees it again.
+Outputs of `<inbox>/<stem>.csv` go to `<output_root>/<stem>/`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Literal
+
+from fsspec.core import url_to_fs
+from prefect import flow, get_run_logger
+
+from flows.text2image import text2image_batch
+from flows.text2world import text2world_batch
+from flows.video2world import video2world_batch
+
+MANIFEST_EXTENSIONS = (".csv", ".json", ".jsonl", ".parquet")
+BATCH_FLOWS = {
+    "text2image": text2image_batch,
+    "video2world": video2world_batch,
+    "text2world": text2world_batch,
+}
+
+
+def _url(fs, path: str, like: str) -> str:
+    """A path from `fs` back into a URL of the same protocol as `like`."""
+    return fs.unstrip_protocol(path) if "://" in like else path
+
+
+@flow(name="manifest-inbox")
+def process_inbox(
+    inbox: str,
+    output_root: str,
+    task: Literal["text2image", "video2world", "text2world"] = "text2world",
+    shard_size: int = 25,
+    gpus_per_shard: int = 1,
+    max_manifests: int = 20,
+) -> list[dict]:
+    """Run every new manifest of the inbox once, then file it under done/ or failed/ with its report."""
+    logger = get_run_logger()
+    fs, root = url_to_fs(inbox)
+    fs.invalidate_cache()
+    for sub in ("processing", "done", "failed"):
+        fs.makedirs(posixpath.join(root, sub), exist_ok=True)
+    new = sorted(
+        p for p in fs.ls(root, detail=False) if fs.isfile(p) and p.lower().endswith(MANIFEST_EXTENSIONS)
+    )[:max_manifests]
+    logger.info("inbox %s: %d new manifest(s)", inbox, len(new))
+    outcomes = []
+    for path in new:
+        name = posixpath.basename(path)
+        stem = name.rsplit(".", 1)[0]
+        claimed = posixpath.join(root, "processing", name)
+        try:
+            fs.mv(path, claimed)
+        except FileNotFoundError:
+            logger.info("%s was claimed by another run", name)
+            continue
+        out = posixpath.join(output_root.rstrip("/"), stem)
+        state = BATCH_FLOWS[task](
+            manifest=_url(fs, claimed, inbox),
+            output_root=out,
+            shard_size=shard_size,
+            gpus_per_shard=gpus_per_shard,
+            return_state=True,
+        )
+        verdict = "done" if state.is_completed() else "failed"
+        fs.mv(claimed, posixpath.join(root, verdict, name))
+        report_fs, report = url_to_fs(posixpath.join(out, "results.csv"))
+        if report_fs.exists(report):
+            fs.pipe(posixpath.join(root, verdict, f"{name}.results.csv"), report_fs.cat(report))
+        logger.info("%s: %s (%s)", name, verdict, state.message or state.name)
+        outcomes.append({"manifest": name, "status": verdict, "output_root": out})
+    return outcomes

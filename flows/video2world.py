@@ -1,0 +1,42 @@
+"""`prefect deployment run video2world/batch --param manifest=... --param output_root=...`"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect import flow
+
+from flows.batch import run_batch
+from flows.params import batch_options
+
+
+@flow(name="video2world", log_prints=True)
+def video2world_batch(
+    manifest: str,
+    output_root: str,
+    shard_size: int = 25,
+    gpus_per_shard: int = 1,
+    model_size: str | None = None,
+    resolution: Literal["480", "720"] = "720",
+    fps: Literal[10, 16] = 16,
+    checkpoint_dir: str | None = None,
+    input_root: str | None = None,
+    dispatch_deployment: str | None = None,
+) -> dict:
+    """Generate every row of a video2world manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
+
+    Rows are split into shards of shard_size; each shard runs on gpus_per_shard GPUs in this run's
+    worker, or as a run of dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. The run
+    ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
+    """
+    options = batch_options(
+        shard_size,
+        gpus_per_shard,
+        model_size,
+        resolution,
+        fps,
+        checkpoint_dir,
+        input_root,
+        dispatch_deployment,
+    )
+    return run_batch("video2world", manifest, output_root, options)

@@ -1,0 +1,334 @@
+"""Read a manifest (CSV, JSON, JSONL, Parquet; local or s3://) into validated, resolved rows.
+
+A manifest is a table of rows for one task. Reading it answers, before any GPU is touched: which rows are
+good, where each one's output goes, and what is wrong with the others, by row number and field. A bad row
+never sinks the batch: it becomes a RowError and the rest go ahead.
+
+Row numbers count data rows from 1, the way a person counts them in a spreadsheet (header not counted) or a
+JSON list. Every good row gets a stable id (explicit, or derived from its content), an output under the
+output root (no two rows may share one) and, for video tasks, a resolved input.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from manifests import _storage
+from manifests.schemas import ROW_MODELS, RowBase, Text2ImageRow, field_names
+
+FORMATS = (".csv", ".json", ".jsonl", ".parquet")
+
+
+class ManifestError(ValueError):
+    """A problem with the whole file (not found, unreadable, wrong format, empty); names the file."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    row: int  # 1-based data row number
+    field: str | None  # the column/key at fault, None for the row as a whole
+    message: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}, field '{self.field}'" if self.field else f"row {self.row}"
+        return f"{where}: {self.message}"
+
+
+class ResolvedRow(BaseModel):
+    """A good row, ready to generate: where its output goes, what it conditions on, all its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    row_number: int
+    id: str
+    output: str  # full path or URL under the output root
+    input: str | None = None  # resolved conditioning image/video (video2world, best-of-n)
+    params: dict[str, Any]  # the validated row, defaults filled; id/output/input as above
+
+
+@dataclass
+class Manifest:
+    task: str
+    source: str  # the manifest's URL
+    output_root: str
+    rows: list[ResolvedRow]  # the good rows, in manifest order
+    errors: list[RowError]  # sorted by row number
+
+
+def read_manifest(
+    url: str,
+    task: str,
+    output_root: str,
+    input_root: str | None = None,
+    check_inputs: bool = True,
+) -> Manifest:
+    """Read and validate the manifest at `url` for `task`.
+
+    input_root: where relative inputs live; by default the manifest's folder for a remote manifest and the
+    current directory for a local one (the reference's batch JSON names `assets/video2world/input0.jpg`
+    from the repository root). check_inputs: report rows whose input does not exist.
+    """
+    if task not in ROW_MODELS:
+        raise ManifestError(f"unknown task {task!r} for {url}: expected one of {', '.join(ROW_MODELS)}")
+    if not output_root.strip():
+        raise ManifestError(f"no output root given for {url}")
+    model = ROW_MODELS[task]
+    raw_rows = load_rows(url)
+    if not raw_rows:
+        raise ManifestError(f"manifest {url} has no rows")
+
+    errors: list[RowError] = []
+    validated: list[tuple[int, RowBase]] = []
+    for number, raw in raw_rows:
+        if isinstance(raw, RowError):
+            errors.append(raw)
+            continue
+        row, row_errors = validate_row(model, number, raw)
+        errors.extend(row_errors)
+        if row is not None:
+            validated.append((number, row))
+
+    input_base = input_root if input_root is not None else _default_input_root(url)
+    resolved = [_resolve(number, row, output_root, input_base) for number, row in validated]
+
+    # Row-level checks on the valid rows. Duplicates are user errors whether or not the inputs exist, so
+    # they are looked for among all of them; a row repeating an id is left out of the output check (its
+    # default output repeats too, and one error says it).
+    explicit_ids = {number for number, row in validated if row.id is not None}
+    if check_inputs:
+        for row in resolved:
+            if row.input is not None and (message := _missing_input(row.input)):
+                errors.append(RowError(row.row_number, "input", message))
+    id_errors = _duplicate_ids(resolved, explicit_ids)
+    repeated = {e.row for e in id_errors}
+    errors.extend(id_errors)
+    errors.extend(_duplicate_outputs([r for r in resolved if r.row_number not in repeated]))
+
+    errors.sort(key=lambda e: e.row)  # stable: a row's errors keep their order
+    bad = {e.row for e in errors}
+    good = [r for r in resolved if r.row_number not in bad]
+    return Manifest(task=task, source=url, output_root=output_root, rows=good, errors=errors)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading: file -> [(row number, dict of the cells that have a value)]
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load_rows(url: str) -> list[tuple[int, dict[str, Any] | RowError]]:
+    """The manifest's rows as raw dicts (missing cells left out), or a RowError for a row that is not an
+    object at all. Raises ManifestError for whole-file problems."""
+    ext = _storage.extension(url)
+    if ext not in FORMATS:
+        raise ManifestError(
+            f"unsupported manifest format {url}: the name must end in one of {', '.join(FORMATS)}"
+        )
+    try:
+        data = _storage.read_bytes(url)
+    except FileNotFoundError:
+        raise ManifestError(f"manifest not found: {url}") from None
+    except OSError as e:
+        raise ManifestError(f"could not read manifest {url}: {e}") from e
+    if ext == ".csv":
+        return _from_table(_read_csv(url, data))
+    if ext == ".parquet":
+        return _from_table(_read_parquet(url, data))
+    if ext == ".json":
+        return _from_json(url, data)
+    return _from_jsonl(url, data)
+
+
+def _read_csv(url: str, data: bytes) -> pd.DataFrame:
+    try:
+        # Every cell as text (pydantic parses numbers, so '007' stays an id and 'NA' stays a prompt);
+        # utf-8-sig drops the byte-order mark that spreadsheet programs write.
+        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ManifestError(f"manifest {url} is empty: expected a header line and rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ManifestError(f"could not parse {url} as CSV: {e}") from e
+
+
+def _read_parquet(url: str, data: bytes) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise ManifestError(f"could not parse {url} as Parquet: {e}") from e
+
+
+def _from_table(frame: pd.DataFrame) -> list:
+    rows = []
+    for number, record in enumerate(frame.to_dict(orient="records"), start=1):  # native Python values
+        row = {}
+        for column, value in record.items():
+            # An empty cell is a value not given: the default applies, or a required field is missing.
+            # (So an empty prompt, which video2world allows, can only be written in JSON/JSONL as "".)
+            if not _is_missing(value):
+                row[str(column)] = value
+        rows.append((number, row))
+    return rows
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or (isinstance(value, str) and value == ""):
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return value is pd.NA or value is pd.NaT
+
+
+def _from_json(url: str, data: bytes) -> list:
+    try:
+        items = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"could not parse {url} as JSON: {e}") from e
+    if not isinstance(items, list):
+        raise ManifestError(
+            f"manifest {url} must be a JSON list of objects, one per row; got {type(items).__name__}"
+        )
+    return [(number, _object_row(number, item)) for number, item in enumerate(items, start=1)]
+
+
+def _from_jsonl(url: str, data: bytes) -> list:
+    try:
+        lines = data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"could not read {url} as UTF-8 text: {e}") from e
+    rows = []
+    for line in lines:
+        if not line.strip():
+            continue  # blank lines are not rows
+        number = len(rows) + 1
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            rows.append((number, RowError(number, None, f"not valid JSON: {e}")))
+            continue
+        rows.append((number, _object_row(number, item)))
+    return rows
+
+
+def _object_row(number: int, item: Any) -> dict[str, Any] | RowError:
+    if not isinstance(item, dict):
+        return RowError(number, None, f"expected a JSON object, got {type(item).__name__}")
+    return {key: value for key, value in item.items() if value is not None}  # null = not given
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation, ids, paths
+# ---------------------------------------------------------------------------------------------------------
+
+
+def validate_row(
+    model: type[RowBase], number: int, raw: dict[str, Any]
+) -> tuple[RowBase | None, list[RowError]]:
+    """The row as `model`, or None and its errors in plain words."""
+    try:
+        return model.model_validate(raw), []
+    except ValidationError as e:
+        return None, [_row_error(model, number, raw, error) for error in e.errors()]
+
+
+def _row_error(model: type[RowBase], number: int, raw: dict[str, Any], error: dict) -> RowError:
+    field = ".".join(str(part) for part in error["loc"]) or None
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden" and field is not None:
+        names = field_names(model)
+        others = [k for k in raw if field in names and k != field and names.get(k) == names[field]]
+        if others:  # an alias of a field that is also given under another name
+            message = f"'{field}' and '{others[0]}' both set the {names[field]}: keep one"
+        else:
+            message = f"unknown field '{field}'"
+            if close := difflib.get_close_matches(field, names, n=1):
+                message += f" (did you mean '{close[0]}'?)"
+    elif error["type"] == "missing":
+        message = f"the {field} is missing"
+    return RowError(number, field, message)
+
+
+def _resolve(number: int, row: RowBase, output_root: str, input_root: str) -> ResolvedRow:
+    row_id = row.id or derive_id(row)
+    output = _storage.join(output_root, row.output or default_output(row, row_id))
+    input_url = getattr(row, "input", None)  # video2world and best-of-n only
+    params = {**row.model_dump(mode="json"), "id": row_id, "output": output}
+    if input_url is not None:
+        input_url = params["input"] = resolve_input(input_url, input_root)
+    return ResolvedRow(row_number=number, id=row_id, output=output, input=input_url, params=params)
+
+
+def derive_id(row: RowBase) -> str:
+    """12 hex characters of the sha256 of the row's validated fields (id left out) as canonical JSON.
+
+    Content, not position: re-reading the manifest or reordering its rows gives the same ids, so the records
+    of a previous run are found again; '7' in a CSV and 7 in JSON hash alike because they validate alike."""
+    fields = row.model_dump(mode="json", exclude={"id"})
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def default_output(row: RowBase, row_id: str) -> str:
+    return f"{row_id}.jpg" if isinstance(row, Text2ImageRow) else f"{row_id}.mp4"
+
+
+def resolve_input(input_url: str, input_root: str) -> str:
+    """URLs and absolute paths as they are; a relative path under `input_root` (a local root made absolute,
+    so the worker finds it whatever its working directory)."""
+    if _storage.is_url(input_url) or os.path.isabs(input_url):
+        return input_url
+    if _storage.is_url(input_root):
+        return _storage.join(input_root, input_url)
+    return os.path.abspath(os.path.join(input_root, input_url))
+
+
+def _default_input_root(manifest_url: str) -> str:
+    return _storage.parent(manifest_url) if _storage.is_url(manifest_url) else os.getcwd()
+
+
+def _missing_input(url: str) -> str | None:
+    try:
+        return None if _storage.exists(url) else f"input not found: {url}"
+    except Exception as e:  # no credentials, no such bucket, endpoint down: the row cannot run either
+        return f"could not check input {url}: {e}"
+
+
+def _duplicate_ids(rows: list[ResolvedRow], explicit_ids: set[int]) -> list[RowError]:
+    """A repeated id is an error on the later row. A derived id repeats only for identical rows."""
+    first: dict[str, int] = {}
+    errors = []
+    for row in rows:
+        if row.id not in first:
+            first[row.id] = row.row_number
+            continue
+        message = f"id '{row.id}' is already used by row {first[row.id]}"
+        if row.row_number not in explicit_ids:
+            message = f"same content as row {first[row.id]}: give one of them an id, or another seed"
+        errors.append(RowError(row.row_number, "id", message))
+    return errors
+
+
+def _duplicate_outputs(rows: list[ResolvedRow]) -> list[RowError]:
+    """Rows that would write the same file: all of them are rejected, each naming the others."""
+    by_output: dict[str, list[int]] = {}
+    for row in rows:
+        by_output.setdefault(row.output, []).append(row.row_number)
+    errors = []
+    for output, numbers in by_output.items():
+        if len(numbers) < 2:
+            continue
+        for number in numbers:
+            others = ", ".join(str(n) for n in numbers if n != number)
+            rows_word = "rows" if len(numbers) > 2 else "row"
+            errors.append(
+                RowError(number, "output", f"output {output} is also written by {rows_word} {others}")
+            )
+    return errors

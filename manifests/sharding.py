@@ -1,0 +1,119 @@
+"""Shards: the unit of GPU work. A shard is a JSON file of rows that one torchrun job generates with one model.
+
+The flow plans shards from a manifest and launches one task per shard (Prefect ingests tens of task runs a
+second, so never one per row); the worker reads the shard, loads its model once, generates each row and
+writes one result record per row into `records_dir`. Rows that need another model (size, resolution, fps,
+the distilled Text2Image) go to other shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from manifests import _storage
+from manifests.readers import Manifest, ManifestError, ResolvedRow
+
+
+class ModelSpec(BaseModel):
+    """Which weights a shard needs. Rows with equal specs share a shard and a loaded model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model_size: str | None = None  # None: the worker's default (2B if present, else the embedded model)
+    resolution: str = "720"  # video tasks: the checkpoint is per resolution and fps
+    fps: int = 16
+    checkpoint_dir: str | None = None  # None: $COSMOS_CHECKPOINT_DIR or checkpoints/
+    dit_path: str | None = None  # an explicit DiT checkpoint, overriding the one named by the size
+    distilled: bool = False  # text2image rows with distill_steps > 0 load model_distilled.pt
+
+
+class Shard(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shard_id: str
+    task: str
+    output_root: str
+    records_dir: str  # one ResultRecord per row: <records_dir>/<row id>.json
+    model: ModelSpec
+    rows: list[ResolvedRow]
+    # data: rows striped over the ranks, one model each; context: every row on all ranks (latency).
+    parallelism: Literal["data", "context"] = "data"
+
+
+def is_image_task(task: str) -> bool:
+    """text2image, or an image stage of a longer task (the flows name text2world's first stage
+    'text2world-image')."""
+    return task == "text2image" or task.endswith("-image")
+
+
+def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> ModelSpec:
+    """The model a row needs: its model_size, resolution and fps over the defaults.
+
+    `task` is the shard's task, which may be a stage name ('text2world-video'). An image model has no
+    resolution or fps, so for image tasks those stay at the defaults and do not split the rows."""
+    update: dict[str, Any] = {}
+    if params.get("model_size") is not None:
+        update["model_size"] = params["model_size"]
+    if is_image_task(task):
+        update["distilled"] = bool(params.get("distill_steps"))
+    else:
+        for name in ("resolution", "fps"):
+            if params.get(name) is not None:
+                update[name] = params[name]
+    return defaults.model_copy(update=update)
+
+
+def plan_shards(
+    manifest: Manifest,
+    shard_size: int,
+    records_dir: str,
+    defaults: ModelSpec = ModelSpec(),  # noqa: B008 (frozen, so a shared default is safe)
+    task: str | None = None,
+) -> list[Shard]:
+    """Group the manifest's good rows by model, keep manifest order within a group, cut groups into shards of
+    at most `shard_size` rows. Groups come in order of their first row.
+
+    task: overrides manifest.task: text2world's stages ('text2world-image', 'text2world-video') plan their
+    shards from the one manifest.
+    shard_id: f"{task}-{k:04d}-{8 hex of sha256 of the row ids}": readable, and the same for the same rows.
+    """
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    task = task or manifest.task
+    groups: dict[ModelSpec, list[ResolvedRow]] = {}
+    for row in manifest.rows:
+        groups.setdefault(model_spec_of(task, row.params, defaults), []).append(row)
+
+    shards = []
+    for spec, rows in groups.items():
+        for start in range(0, len(rows), shard_size):
+            chunk = rows[start : start + shard_size]
+            digest = hashlib.sha256("\n".join(row.id for row in chunk).encode("utf-8")).hexdigest()[:8]
+            shards.append(
+                Shard(
+                    shard_id=f"{task}-{len(shards):04d}-{digest}",
+                    task=task,
+                    output_root=manifest.output_root,
+                    records_dir=records_dir,
+                    model=spec,
+                    rows=chunk,
+                )
+            )
+    return shards
+
+
+def write_shard(shard: Shard, url: str) -> None:
+    """Write the shard as JSON, atomically (a worker never reads half a shard)."""
+    _storage.write_text_atomic(url, shard.model_dump_json(indent=1))
+
+
+def read_shard(url: str) -> Shard:
+    try:
+        return Shard.model_validate_json(_storage.read_bytes(url))
+    except FileNotFoundError:
+        raise ManifestError(f"shard file not found: {url}") from None
+    except ValidationError as e:
+        raise ManifestError(f"{url} is not a valid shard file: {e}") from e

@@ -1,0 +1,59 @@
+"""The run report: a results file beside the outputs and a table artifact on the run's page."""
+
+from __future__ import annotations
+
+import posixpath
+from collections import defaultdict
+
+from fsspec.core import url_to_fs
+from prefect.artifacts import create_table_artifact
+
+from manifests import Manifest, ResultRecord, summarize, write_results_csv
+
+
+def rejected_records(manifest: Manifest) -> list[ResultRecord]:
+    """One failed record per row that validation rejected (it has no id yet), all its errors joined."""
+    errors: dict[int, list[str]] = defaultdict(list)
+    for error in manifest.errors:
+        errors[error.row].append(str(error))
+    return [
+        ResultRecord(id=f"row-{row}", row_number=row, status="failed", output="", error="; ".join(messages))
+        for row, messages in sorted(errors.items())
+    ]
+
+
+def publish_report(manifest: Manifest, records: list[ResultRecord], output_root: str, flow_task: str) -> dict:
+    rejected = rejected_records(manifest)
+    everything = sorted([*records, *rejected], key=lambda r: r.row_number)
+    results_file = posixpath.join(output_root.rstrip("/"), "results.csv")
+    write_results_csv(everything, results_file)
+    create_table_artifact(
+        key=f"{flow_task}-rows",
+        table=[
+            {
+                "row": r.row_number,
+                "id": r.id,
+                "status": r.status,
+                "output": r.output,
+                "seconds": r.seconds,
+                "error": r.error or "",
+            }
+            for r in everything
+        ],
+        description=f"{flow_task}: every row of {manifest.source}; results file {results_file}",
+    )
+    counts = summarize(records)
+    return {
+        "rows": len(everything),
+        "ok": counts.get("ok", 0),
+        "failed": counts.get("failed", 0),
+        "blocked": counts.get("blocked", 0),
+        "rejected": len(rejected),
+        "results_file": results_file,
+    }
+
+
+def remove_tree(url: str) -> None:
+    fs, path = url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

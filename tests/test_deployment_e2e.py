@@ -1,0 +1,111 @@
+"""End to end, as a user runs it: a work pool, `prefect deploy` from prefect.yaml, a process worker,
+`prefect deployment run text2world/batch` on the reference's batch example, checked through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_server import PREFECT, stop
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = "worldmill-e2e"
+
+
+def deployment_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "WORLDMILL_HOME": str(REPO),
+        "WORLDMILL_POOL": POOL,
+        "WORLDMILL_GPU_POOL": POOL,
+        "WORLDMILL_INBOX": str(tmp_path / "inbox"),
+        "WORLDMILL_OUTPUT_ROOT": str(tmp_path / "inbox-out"),
+        "WORLDMILL_INBOX_ACTIVE": "false",
+        "COSMOS_CHECKPOINT_DIR": str(tmp_path / "no-checkpoints"),  # the embedded model
+    }
+
+
+async def wait_for_run(flow_run_id: str, timeout: float = 400):
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for _ in range(int(timeout)):
+            run = await client.read_flow_run(flow_run_id)
+            if run.state and run.state.is_final():
+                return run
+            await asyncio.sleep(1)
+    raise TimeoutError(f"flow run {flow_run_id} did not finish in {timeout} s")
+
+
+async def table_artifact(flow_run_id: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    async with get_client() as client:
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                type=ArtifactFilterType(any_=["table"]),
+            )
+        )
+
+
+def test_text2world_batch_deployment(prefect_server, tmp_path):
+    env = deployment_env(tmp_path)
+    prefect_server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
+    deployed = prefect_server.cli("--no-prompt", "deploy", "--all", cwd=REPO, extra_env=env, timeout=300)
+    for name in ("text2image/batch", "video2world/batch", "text2world/batch", "generate-shard/gpu"):
+        assert name in deployed
+
+    log = open(tmp_path / "worker.log", "w")
+    worker = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", POOL, "--limit", "2"],
+        env={**prefect_server.env, **env},
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        out = tmp_path / "out"
+        started = prefect_server.cli(
+            "deployment",
+            "run",
+            "text2world/batch",
+            "--param",
+            f"manifest={REPO / 'assets/text2world/batch_example.json'}",
+            "--param",
+            f"output_root={out}",
+            "--param",
+            "shard_size=2",
+        )
+        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
+        run = asyncio.run(wait_for_run(flow_run_id))
+        assert run.state.is_completed(), f"{run.state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+
+        videos = sorted(p.name for p in (out / "output").glob("*.mp4"))
+        assert videos == [
+            "kitchen-mixer-baking.mp4",
+            "sailboat-mountain-lake.mp4",
+            "welding-robot-factory.mp4",
+        ]
+        with open(out / "results.csv", newline="") as f:
+            report = list(csv.DictReader(f))
+        assert [r["status"] for r in report] == ["ok", "ok", "ok"]
+        artifacts = asyncio.run(table_artifact(flow_run_id))
+        assert len(artifacts) == 1
+        rows = (
+            artifacts[0].data
+            if isinstance(artifacts[0].data, list)
+            else __import__("json").loads(artifacts[0].data)
+        )
+        assert sorted(r["status"] for r in rows) == ["ok", "ok", "ok"]
+    finally:
+        stop(worker)
+        log.close()

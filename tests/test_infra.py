@@ -1,0 +1,186 @@
+"""infra/: the GPU work-pool job templates, and create-pools.sh + deploy.sh against a real Prefect server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import pytest
+from prefect.utilities.templating import find_placeholders
+
+from tasks.shards import GPU_SLOT, SAFE_NCCL_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+POOLS = REPO / "infra" / "pools"
+TEMPLATES = ["process-gpu.json", "docker-gpu.json", "kubernetes-gpu.json"]
+# Prefect's worker class for each template; docker and kubernetes come with prefect-docker and
+# prefect-kubernetes, which the project does not install (those checks are skipped without them).
+WORKERS = {
+    "process-gpu.json": ("prefect.workers.process", "ProcessWorker"),
+    "docker-gpu.json": ("prefect_docker.worker", "DockerWorker"),
+    "kubernetes-gpu.json": ("prefect_kubernetes.worker", "KubernetesWorker"),
+}
+REPLACED = {"container_create_kwargs"}  # docker: a fixed GPU dict in job_configuration instead
+
+
+def load(name: str) -> dict:
+    return json.loads((POOLS / name).read_text())
+
+
+def defaults(variables: dict) -> dict:
+    return {key: prop["default"] for key, prop in variables["properties"].items() if "default" in prop}
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_declares_every_variable_it_uses(name):
+    template = load(name)
+    assert set(template) == {"job_configuration", "variables"}
+    variables = template["variables"]
+    assert variables["type"] == "object"
+    used = {p.name for p in find_placeholders(json.dumps(template["job_configuration"]))}
+    undeclared = used - set(variables["properties"])
+    assert not undeclared, f"{name}: job_configuration uses undeclared variable(s) {sorted(undeclared)}"
+    jsonschema.validate(defaults(variables), variables)  # every default fits its own schema
+    env = variables["properties"]["env"]["default"]
+    assert {**SAFE_NCCL_ENV, "PYTHONUNBUFFERED": "1"}.items() <= env.items()
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_template_keeps_prefect_default(name):
+    module, worker = WORKERS[name]
+    default = getattr(pytest.importorskip(module), worker).get_default_base_job_template()
+    ours = load(name)
+    assert set(default["job_configuration"]) <= set(ours["job_configuration"])
+    assert set(default["variables"]["properties"]) - REPLACED <= set(ours["variables"]["properties"])
+
+
+def test_templates_ask_for_gpus():
+    process = load("process-gpu.json")
+    assert process["job_configuration"]["env"]["CUDA_VISIBLE_DEVICES"] == "{{ cuda_visible_devices }}"
+    assert process["variables"]["properties"]["gpus_per_host"]["type"] == "integer"
+
+    docker = load("docker-gpu.json")
+    kwargs = docker["job_configuration"]["container_create_kwargs"]
+    assert kwargs["device_requests"] == [
+        {"driver": "nvidia", "count": "{{ gpus }}", "capabilities": [["gpu"]]}
+    ]
+    assert kwargs["shm_size"] == "{{ shm_size }}"
+    assert docker["variables"]["properties"]["gpus"]["default"] == -1  # all GPUs of the host
+
+    kubernetes = load("kubernetes-gpu.json")
+    pod = kubernetes["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpus }}"
+    assert (pod["nodeSelector"], pod["tolerations"]) == ("{{ node_selector }}", "{{ tolerations }}")
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "{{ shm_size }}"}} in pod["volumes"]
+
+
+def run_script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+
+
+async def read_state(pools: list[str], deployments: list[str]) -> dict:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {
+            "pools": {name: await client.read_work_pool(name) for name in pools},
+            "limit": await client.read_global_concurrency_limit_by_name(GPU_SLOT),
+            "deployments": {name: await client.read_deployment_by_name(name) for name in deployments},
+        }
+
+
+async def read_limit():
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            return await client.read_global_concurrency_limit_by_name(GPU_SLOT)
+        except ObjectNotFound:
+            return None
+
+
+async def restore_limit(before) -> None:
+    """The session's server is shared: leave the "gpu" limit as this test found it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+
+    async with get_client() as client:
+        if before is None:
+            await client.delete_global_concurrency_limit_by_name(GPU_SLOT)
+        else:
+            update = GlobalConcurrencyLimitUpdate(limit=before.limit, active=before.active)
+            await client.update_global_concurrency_limit(GPU_SLOT, update)
+
+
+async def create_pool(name: str, pool_type: str, template: dict) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    async with get_client() as client:
+        pool = WorkPoolCreate(name=name, type=pool_type, base_job_template=template)
+        await client.create_work_pool(pool, overwrite=True)
+
+
+@pytest.mark.e2e
+def test_create_pools_and_deploy(prefect_server, tmp_path):
+    from prefect.workers.process import ProcessJobConfiguration
+
+    pool, gpu_pool = "infra-test", "infra-test-gpu"
+    env = {
+        **prefect_server.env,
+        "WORLDMILL_HOME": str(REPO),
+        "WORLDMILL_POOL": pool,
+        "WORLDMILL_GPU_POOL": gpu_pool,
+        "WORLDMILL_GPU_SLOTS": "3",
+        "WORLDMILL_INBOX": str(tmp_path / "inbox"),
+        "WORLDMILL_OUTPUT_ROOT": str(tmp_path / "inbox-out"),
+    }
+    limit_before = asyncio.run(read_limit())
+    try:
+        for attempt in range(2):  # the second run updates what the first created
+            done = run_script(["infra/create-pools.sh"], env)
+            assert done.returncode == 0, f"create-pools.sh run {attempt + 1}:\n{done.stdout}\n{done.stderr}"
+        refused = run_script(["infra/create-pools.sh", "--type", "docker"], env)
+        assert refused.returncode == 1 and "cannot change a pool's type" in refused.stderr.replace("\n", " ")
+
+        done = run_script(["infra/deploy.sh"], env)
+        assert done.returncode == 0, f"deploy.sh:\n{done.stdout}\n{done.stderr}"
+        state = asyncio.run(
+            read_state(
+                [pool, gpu_pool], ["text2world/batch", "generate-shard/gpu", "manifest-inbox/text2world"]
+            )
+        )
+        assert state["pools"][pool].type == state["pools"][gpu_pool].type == "process"
+        assert (state["limit"].limit, state["limit"].active) == (3, True)
+        deployments = state["deployments"]
+        assert deployments["text2world/batch"].work_pool_name == pool
+        assert deployments["generate-shard/gpu"].work_pool_name == gpu_pool
+        inbox = deployments["manifest-inbox/text2world"]
+        assert inbox.parameters["inbox"] == env["WORLDMILL_INBOX"]
+        assert [schedule.active for schedule in inbox.schedules] == [False]
+
+        # What a GPU-pool worker hands a flow run: the checkout, multicast off, the host's devices.
+        template = state["pools"][gpu_pool].base_job_template
+        assert template["variables"]["properties"]["working_dir"]["default"] == str(REPO)
+        values = {"cuda_visible_devices": "0,1", "gpus_per_host": 2, "env": {"HF_HOME": "/cache"}}
+        config = asyncio.run(ProcessJobConfiguration.from_template_and_values(template, values))
+        assert config.working_dir == REPO
+        assert config.env == {
+            **SAFE_NCCL_ENV,
+            "PYTHONUNBUFFERED": "1",
+            "CUDA_VISIBLE_DEVICES": "0,1",
+            "WORLDMILL_GPUS_PER_HOST": "2",
+            "HF_HOME": "/cache",
+        }
+
+        # The server validates the docker and kubernetes templates as it does the process one.
+        for pool_type in ("docker", "kubernetes"):
+            asyncio.run(create_pool(f"infra-test-{pool_type}", pool_type, load(f"{pool_type}-gpu.json")))
+    finally:
+        asyncio.run(restore_limit(limit_before))
