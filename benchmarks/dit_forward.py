@@ -77,6 +77,24 @@ def diffusers_twin(ours: CosmosDiT):
     return theirs.eval().requires_grad_(False)
 
 
+def compiled(model: CosmosDiT, run):
+    """`run` after compiling each block on first call (compilation stays out of the timings: warm-up)."""
+    state = {"done": False}
+
+    def fn():
+        if not state["done"]:
+            start = time.perf_counter()
+            for block in model.blocks:
+                block.compile()
+            run()
+            torch.cuda.synchronize()
+            print(f"compile + first run: {time.perf_counter() - start:.1f} s", flush=True)
+            state["done"] = True
+        return run()
+
+    return fn
+
+
 def time_cuda(fn, warmup: int, iters: int) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -100,9 +118,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--compile", action="store_true", help="also time ours with torch.compile of each block"
+    )
+    parser.add_argument(
+        "--context_parallel_1",
+        action="store_true",
+        help="also time our forward through the context-parallel code path with world size 1",
+    )
     args = parser.parse_args()
 
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())
     configure_backends(device)
     preset, (T, H, W) = SHAPES[args.shape]
     cfg = dit_config(preset)
@@ -122,6 +148,22 @@ def main() -> None:
     def run_ours():
         return ours(x, t, text, condition_mask=cond)
 
+    cp = None
+    if args.context_parallel_1:
+        import os
+
+        import torch.distributed as dist
+
+        from cosmos_core.parallel import ContextParallel
+
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29533")
+        dist.init_process_group("nccl", rank=0, world_size=1, device_id=device)
+        cp = ContextParallel()
+
+    def run_ours_cp1():
+        return ours(x, t, text, condition_mask=cond, cp=cp)
+
     def run_theirs():
         return theirs(
             hidden_states=x,
@@ -138,7 +180,12 @@ def main() -> None:
         a, b = run_ours().float(), run_theirs().float()
         results["rel_diff_vs_diffusers"] = ((a - b).norm() / b.norm()).item()
         del a, b
-        for name, fn in (("ours", run_ours), ("diffusers", run_theirs)):
+        runs = [("ours", run_ours), ("diffusers", run_theirs)]
+        if cp is not None:
+            runs.append(("ours_context_parallel_1", run_ours_cp1))
+        if args.compile:
+            runs.append(("ours_compiled", compiled(ours, run_ours)))
+        for name, fn in runs:
             torch.cuda.reset_peak_memory_stats()
             wall = time.perf_counter()
             times = time_cuda(fn, args.warmup, args.iters)
@@ -153,10 +200,16 @@ def main() -> None:
     results["ratio_ours_over_diffusers"] = results["ours"]["ms"] / results["diffusers"]["ms"]
     results["gpu"] = torch.cuda.get_device_name()
     results["torch"] = torch.__version__
-    for name in ("ours", "diffusers"):
+    if cp is not None:
+        results["ratio_cp1_over_plain"] = results["ours_context_parallel_1"]["ms"] / results["ours"]["ms"]
+    for name in [n for n, _ in runs]:
         r = results[name]
         print(
             f"{args.shape:12s} {name:10s} {r['ms']:9.1f} ms  {r['tflops']:6.1f} TFLOP/s  peak {r['peak_gb']:5.1f} GB"
+        )
+    if cp is not None:
+        print(
+            f"{args.shape:12s} context-parallel path (world size 1) / plain: {results['ratio_cp1_over_plain']:.4f}"
         )
     print(
         f"{args.shape:12s} ratio ours/diffusers {results['ratio_ours_over_diffusers']:.3f}  "

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from cosmos_core import media
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import (
     Text2ImagePipeline,
     Text2WorldPipeline,
@@ -262,11 +263,28 @@ def _setup_logging() -> None:
     log.setLevel(logging.INFO)
 
 
-def _note_unwired_flags(args: argparse.Namespace) -> None:
-    if getattr(args, "num_gpus", 1) > 1:
+def _context_parallel(args: argparse.Namespace) -> ContextParallel | None:
+    """--num_gpus N > 1: join the torchrun job (N processes), one GPU each, frames split over them.
+
+    Only rank 0 logs and writes; the others compute their part of each video.
+    """
+    num_gpus = getattr(args, "num_gpus", 1)
+    if num_gpus <= 1:
+        return None
+    ctx = maybe_init_distributed()
+    if ctx is None or ctx.world_size != num_gpus:
+        found = ctx.world_size if ctx else 1
         raise ValueError(
-            "--num_gpus > 1 (context parallelism under torchrun) is not available in this version yet"
+            f"--num_gpus {num_gpus} needs {num_gpus} processes, found {found}: launch with "
+            f"`torchrun --nproc_per_node={num_gpus} -m examples.<command> ... --num_gpus {num_gpus}`"
         )
+    args.device = str(ctx.device)
+    if ctx.rank != 0:
+        log.setLevel(logging.WARNING)
+    return ContextParallel()
+
+
+def _note_unwired_flags(args: argparse.Namespace) -> None:
     if not args.disable_guardrail:
         log.info("guardrail: not available in this version yet; prompts and videos are not checked")
     if getattr(args, "disable_prompt_refiner", True) is False:
@@ -286,6 +304,7 @@ def run(
     args = parser.parse_args(argv)
     _setup_logging()
     try:
+        args.cp = _context_parallel(args)
         _note_unwired_flags(args)
         globals_ = request_fields(args, command)
         if args.batch_input_json:
@@ -327,7 +346,10 @@ def run(
 
 
 def _save(pipeline, request, output: str) -> None:
-    save_generation(pipeline.generate(request), output)
+    generation = pipeline.generate(request)
+    cp = getattr(pipeline, "cp", None)
+    if cp is None or cp.rank == 0:
+        save_generation(generation, output)
 
 
 def text2image_main(argv: list[str] | None = None) -> int:
@@ -354,6 +376,7 @@ def video2world_main(argv: list[str] | None = None) -> int:
             args.dit_path or None,
             args.device,
             ema=args.load_ema,
+            cp=args.cp,
         )
 
     return run("video2world", argv, video2world_parser(), Video2WorldRequest, load, _save)
@@ -370,6 +393,7 @@ def text2world_main(argv: list[str] | None = None) -> int:
             args.dit_path_video2world or None,
             args.device,
             ema=args.load_ema,
+            cp=args.cp,
         )
 
     def save(pipeline, request, output):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from cosmos_core.dit import CosmosDiT
+from cosmos_core.parallel import ContextParallel
 
 SIGMA_CONDITIONAL = 1e-4
 
@@ -60,8 +61,10 @@ class Denoiser:
         uncond_emb: torch.Tensor | None,
         guidance: float,
         condition: FrameCondition | None = None,
+        cp: ContextParallel | None = None,
     ) -> None:
         self.dit = dit
+        self.cp = cp  # context parallelism: the DiT splits the frames over these ranks
         self.guidance = guidance
         self.condition = condition
         self.dtype = next(dit.parameters()).dtype
@@ -95,6 +98,7 @@ class Denoiser:
             t.to(self.dtype).repeat(branches, 1),  # the reference feeds timesteps in the network's dtype
             self.text.repeat_interleave(B, dim=0),
             condition_mask=None if mask is None else mask.to(self.dtype).repeat(repeat),
+            cp=self.cp,
         ).float()
         self.calls += net_out.shape[0]
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosmos_core.attention import attention
+from cosmos_core.parallel import ContextParallel, check_context_parallel
 
 
 @dataclass(frozen=True)
@@ -267,8 +268,13 @@ class Attention(nn.Module):
         x: torch.Tensor,
         context: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cp: ContextParallel | None = None,
     ) -> torch.Tensor:
-        """x (B, L, D), context (B, N, Dc) -> (B, L, D)."""
+        """x (B, L, D), context (B, N, Dc) -> (B, L, D).
+
+        With `cp` (self-attention under context parallelism) x holds this rank's L/P tokens: q, k, v
+        are traded to (B, heads/P, L, Dh) for the attention and back.
+        """
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, heads, L, Dh)
             return t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
@@ -278,7 +284,11 @@ class Attention(nn.Module):
         v = heads(self.v_proj(context))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        out = attention(q, k, v)  # (B, heads, L, Dh)
+        if cp is None:
+            out = attention(q, k, v)  # (B, heads, L, Dh)
+        else:
+            q, k, v = (cp.heads_to_tokens(t) for t in (q, k, v))
+            out = cp.tokens_to_heads(attention(q, k, v))
         return self.output_proj(out.transpose(1, 2).flatten(2))
 
 
@@ -310,6 +320,7 @@ class Block(nn.Module):
         adaln_lora: torch.Tensor,
         text_emb: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
+        cp: ContextParallel | None = None,
     ) -> torch.Tensor:
         """x (B, T, S, D) with S = tokens per latent frame; emb (B, T, D); adaln_lora (B, T, 3D).
 
@@ -323,7 +334,7 @@ class Block(nn.Module):
         # 1. Self-attention over all T*S tokens, with 3D RoPE
         shift, scale, gate = mod(self.adaln_modulation_self_attn)
         h = modulate(x, shift, scale).reshape(B, T * S, D)
-        x = x + gate * self.self_attn(h, h, rope).view(B, T, S, D)
+        x = x + gate * self.self_attn(h, h, rope, cp).view(B, T, S, D)
 
         # 2. Cross-attention to the text embeddings
         shift, scale, gate = mod(self.adaln_modulation_cross_attn)
@@ -373,6 +384,7 @@ class CosmosDiT(nn.Module):
         text_emb: torch.Tensor,
         condition_mask: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
+        cp: ContextParallel | None = None,
     ) -> torch.Tensor:
         """
         x: (B, C, T, H, W) latents (already scaled by c_in).
@@ -380,11 +392,23 @@ class CosmosDiT(nn.Module):
         text_emb: (B, N, Dt).
         condition_mask: (B, 1, T, H, W), 1 on conditioning frames; Video2World only (zeros if None).
         padding_mask: (B, 1, H', W'), resized (nearest) to (H, W); zeros if None, as at inference.
+        cp: context parallelism: every rank passes the full inputs, computes its T/P frames and gets
+            the full output back (all-gathered).
         Returns (B, C, T, H, W).
         """
         cfg = self.cfg
         B, _, T, H, W = x.shape
         self._check_size(T, H, W)
+        if timesteps.ndim == 1:
+            timesteps = timesteps[:, None]
+        timesteps = timesteps.expand(B, T)
+        frame_offset = 0
+        if cp is not None:
+            check_context_parallel(cp.world_size, cfg.num_heads, T // cfg.patch_temporal)
+            x, timesteps = cp.split(x, dim=2), cp.split(timesteps, dim=1)
+            condition_mask = None if condition_mask is None else cp.split(condition_mask, dim=2)
+            frame_offset = cp.rank * (T // cp.world_size)
+            T = x.shape[2]
         extra = []
         if cfg.condition_mask:
             extra.append(
@@ -405,19 +429,27 @@ class CosmosDiT(nn.Module):
         _, Tp, Hp, Wp, D = tokens.shape
         tokens = tokens.reshape(B, Tp, Hp * Wp, D)
 
-        if timesteps.ndim == 1:
-            timesteps = timesteps[:, None]
-        timesteps = timesteps.expand(B, Tp)
         sinusoid = self.t_embedder[0](timesteps).to(tokens.dtype)  # (B, T, D)
         adaln_lora = self.t_embedder[1](sinusoid)  # (B, T, 3D)
         emb = self.t_embedding_norm(sinusoid)  # (B, T, D)
 
-        rope = rope_cos_sin(cfg.head_dim, (Tp, Hp, Wp), cfg.rope_extrapolation, tokens.device)
+        rope = self._rope(Tp, Hp, Wp, tokens.device, cp, frame_offset // cfg.patch_temporal)
         for block in self.blocks:
-            tokens = block(tokens, emb, adaln_lora, text_emb.to(tokens.dtype), rope)
+            tokens = block(tokens, emb, adaln_lora, text_emb.to(tokens.dtype), rope, cp)
 
-        out = self.final_layer(tokens, emb, adaln_lora)  # (B, T, S, p*p*pt*C)
-        return self._unpatchify(out, Tp, Hp, Wp)
+        out = self._unpatchify(self.final_layer(tokens, emb, adaln_lora), Tp, Hp, Wp)  # (B, C, T, H, W)
+        return out if cp is None else cp.gather(out, dim=2)
+
+    def _rope(
+        self, Tp: int, Hp: int, Wp: int, device: torch.device, cp: ContextParallel | None, frame_offset: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE tables for this rank's frames: the full clip's positions, this rank's rows."""
+        cfg = self.cfg
+        if cp is None:
+            return rope_cos_sin(cfg.head_dim, (Tp, Hp, Wp), cfg.rope_extrapolation, device)
+        full = rope_cos_sin(cfg.head_dim, (Tp * cp.world_size, Hp, Wp), cfg.rope_extrapolation, device)
+        rows = slice(frame_offset * Hp * Wp, (frame_offset + Tp) * Hp * Wp)
+        return full[0][rows], full[1][rows]
 
     def _unpatchify(self, out: torch.Tensor, Tp: int, Hp: int, Wp: int) -> torch.Tensor:
         """(B, Tp, Hp*Wp, (ph pw pt C)) -> (B, C, Tp*pt, Hp*ph, Wp*pw)."""

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from cosmos_core import media
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline, save_generation
 from cosmos_core.pipelines.text2world import image_request, video_request
 from cosmos_core.pipelines.video2world import ConditioningError
@@ -71,7 +72,7 @@ def output_of(task: str, row: ResolvedRow, output_root: str) -> str:
     return text2world_image_url(output_root, row.id) if task == "text2world-image" else row.output
 
 
-def load_pipeline(shard: Shard, device: str | None):
+def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
     m = shard.model
     if shard.task in ("text2image", "text2world-image"):
         size = m.model_size
@@ -80,7 +81,7 @@ def load_pipeline(shard: Shard, device: str | None):
             size = None if _video_checkpoint_present(shard) else "embedded"
         return Text2ImagePipeline.load(size, _dir(m.checkpoint_dir), m.dit_path, m.distilled, device=device)
     return Video2WorldPipeline.load(
-        m.model_size, m.resolution, m.fps, _dir(m.checkpoint_dir), m.dit_path, device
+        m.model_size, m.resolution, m.fps, _dir(m.checkpoint_dir), m.dit_path, device, cp=cp
     )
 
 
@@ -107,11 +108,25 @@ def is_done(shard: Shard, row: ResolvedRow) -> bool:
     )
 
 
-def run_shard(shard: Shard, rank: int = 0, world_size: int = 1, device: str | None = None) -> dict[str, int]:
-    """Generate this rank's stripe of the shard; returns counts per status (skipped = already done)."""
+def run_shard(
+    shard: Shard,
+    rank: int = 0,
+    world_size: int = 1,
+    device: str | None = None,
+    cp: ContextParallel | None = None,
+) -> dict[str, int]:
+    """Generate this rank's rows of the shard; returns counts per status (skipped = already done).
+
+    Data parallelism: rank r takes rows r, r+P, ... Context parallelism (`cp`, Video2World stages):
+    every rank runs every row, the DiT splits the frames, rank 0 alone writes outputs and records.
+    Text2Image stages have no context parallelism and stripe their rows even in a context job.
+    """
     if shard.task not in SHARD_TASKS:
         raise ValueError(f"unknown shard task {shard.task!r}; expected one of {', '.join(SHARD_TASKS)}")
-    mine = shard.rows[rank::world_size]
+    if cp is not None and shard.task not in ("video2world", "text2world-video"):
+        cp = None
+    mine = shard.rows if cp is not None else shard.rows[rank::world_size]
+    writes = cp is None or rank == 0
     todo = [row for row in mine if not is_done(shard, row)]
     counts = {"ok": 0, "failed": 0, "skipped": len(mine) - len(todo)}
     if rank == 0:
@@ -124,7 +139,7 @@ def run_shard(shard: Shard, rank: int = 0, world_size: int = 1, device: str | No
         )
     if not todo:
         return counts
-    pipeline = load_pipeline(shard, device)
+    pipeline = load_pipeline(shard, device, cp)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
         output = output_of(shard.task, row, shard.output_root)
@@ -132,7 +147,9 @@ def run_shard(shard: Shard, rank: int = 0, world_size: int = 1, device: str | No
         status, error = "ok", None
         try:
             request = build_request(shard.task, row, shard.output_root)
-            save_generation(pipeline.generate(request), output)
+            generation = pipeline.generate(request)
+            if writes:
+                save_generation(generation, output)
         except ROW_ERRORS as e:
             status, error = "failed", _message(e)
         except Exception as e:
@@ -151,7 +168,8 @@ def run_shard(shard: Shard, rank: int = 0, world_size: int = 1, device: str | No
             rank=rank,
             attempt=attempt,
         )
-        write_record(shard.records_dir, record)
+        if writes:
+            write_record(shard.records_dir, record)
         counts[status] += 1
         if error:
             log.warning("row %d (%s): %s", row.row_number, row.id, error)
@@ -194,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     try:
         shard = read_shard(argv[0])
-        counts = run_shard(shard, rank, world_size, device)
+        cp = None
+        if shard.parallelism == "context" and world_size > 1:
+            device = str(maybe_init_distributed().device)
+            cp = ContextParallel()
+        counts = run_shard(shard, rank, world_size, device, cp)
     except CheckpointError as error:
         log.error("cannot load the models: %s", error)
         return 3

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -44,7 +45,8 @@ class RowsFailed(RuntimeError):
 @dataclass
 class BatchOptions:
     shard_size: int = 25
-    gpus_per_shard: int = 1
+    gpus_per_shard: int | None = None  # None: the host's WORLDMILL_GPUS_PER_HOST job variable, else 1
+    parallelism: Literal["data", "context"] = "data"  # rows over GPUs, or each video's frames over GPUs
     model: ModelSpec = field(default_factory=ModelSpec)
     input_root: str | None = None
     dispatch_deployment: str | None = None  # e.g. "generate-shard/gpu": shards run there
@@ -56,7 +58,7 @@ def workdir(output_root: str) -> str:
 
 
 @task(task_run_name="dispatch {shard_id}", cache_policy=None)
-def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int) -> dict:
+def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int | None) -> dict:
     """Run one shard as a flow run of the generate-shard deployment (on a GPU pool) and wait for it."""
     flow_run = run_deployment(
         deployment, parameters={"shard_url": shard_url, "shard_id": shard_id, "gpus": gpus}, timeout=None
@@ -71,9 +73,10 @@ def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: Ba
     "failed" record naming the shard's error."""
     logger = get_run_logger()
     records_dir = posixpath.join(workdir(output_root), "records", stage)
-    shards: list[Shard] = plan_shards(
-        rows_manifest, options.shard_size, records_dir, options.model, task=stage
-    )
+    shards: list[Shard] = [
+        shard.model_copy(update={"parallelism": options.parallelism})
+        for shard in plan_shards(rows_manifest, options.shard_size, records_dir, options.model, task=stage)
+    ]
     logger.info(
         "%s: %d row(s) in %d shard(s) of <= %d",
         stage,

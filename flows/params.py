@@ -10,7 +10,8 @@ from manifests import ModelSpec
 
 def batch_options(
     shard_size: int,
-    gpus_per_shard: int,
+    gpus_per_shard: int | None,
+    parallelism: Literal["data", "context"],
     model_size: str | None,
     resolution: Literal["480", "720"],
     fps: Literal[10, 16],
@@ -23,6 +24,7 @@ def batch_options(
     return BatchOptions(
         shard_size=shard_size,
         gpus_per_shard=gpus_per_shard,
+        parallelism=parallelism,
         model=ModelSpec(model_size=model_size, resolution=resolution, fps=fps, checkpoint_dir=checkpoint_dir),
         input_root=input_root,
         dispatch_deployment=dispatch_deployment,

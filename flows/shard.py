@@ -12,5 +12,6 @@ from tasks.shards import run_shard
 
 
 @flow(name="generate-shard")
-def generate_shard(shard_url: str, shard_id: str, gpus: int = 1) -> dict:
+def generate_shard(shard_url: str, shard_id: str, gpus: int | None = None) -> dict:
+    """gpus None: the host's WORLDMILL_GPUS_PER_HOST (the GPU pool's gpus_per_host job variable)."""
     return run_shard(shard_url, shard_id, gpus)

@@ -15,7 +15,8 @@ def text2image_batch(
     manifest: str,
     output_root: str,
     shard_size: int = 25,
-    gpus_per_shard: int = 1,
+    gpus_per_shard: int | None = None,
+    parallelism: Literal["data", "context"] = "data",
     model_size: str | None = None,
     resolution: Literal["480", "720"] = "720",
     fps: Literal[10, 16] = 16,
@@ -25,13 +26,16 @@ def text2image_batch(
 ) -> dict:
     """Generate every row of a text2image manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
 
-    Rows are split into shards of shard_size; each shard runs on gpus_per_shard GPUs in this run's
-    worker, or as a run of dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. The run
+    Rows are split into shards of shard_size; each shard runs on gpus_per_shard GPUs (default: the
+    host's gpus_per_host job variable, else 1) in this run's worker, or as a run of
+    dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. parallelism "data" stripes
+    rows over the GPUs (throughput); "context" splits each video's frames over them (latency). The run
     ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
     """
     options = batch_options(
         shard_size,
         gpus_per_shard,
+        parallelism,
         model_size,
         resolution,
         fps,

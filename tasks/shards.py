@@ -81,8 +81,14 @@ def _retry_only_crashes(task, task_run, state) -> bool:
     retry_condition_fn=_retry_only_crashes,
     cache_policy=None,
 )
-def run_shard(shard_url: str, shard_id: str, gpus: int = 1, env: dict[str, str] | None = None) -> dict:
-    """Launch the worker for one shard; returns {"shard_id", "attempt"} once every row has a record."""
+def run_shard(
+    shard_url: str, shard_id: str, gpus: int | None = None, env: dict[str, str] | None = None
+) -> dict:
+    """Launch the worker for one shard; returns {"shard_id", "attempt"} once every row has a record.
+
+    gpus None: this host's WORLDMILL_GPUS_PER_HOST (the GPU pool's `gpus_per_host` job variable), else 1.
+    """
+    gpus = gpus or int(os.environ.get("WORLDMILL_GPUS_PER_HOST") or 1)
     logger = get_run_logger()
     attempt = task_run.run_count or 1
     command = worker_command(shard_url, gpus)

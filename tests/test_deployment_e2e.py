@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -56,6 +57,20 @@ async def table_artifact(flow_run_id: str):
         )
 
 
+async def child_shard_runs(parent_id: str) -> int:
+    """generate-shard flow runs started by the parent run's dispatch tasks."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["generate-shard"]))
+        )
+        task_runs = {r.parent_task_run_id for r in runs if r.parent_task_run_id}
+        parents = [await client.read_task_run(t) for t in task_runs]
+        return sum(1 for t in parents if str(t.flow_run_id) == parent_id)
+
+
 def test_text2world_batch_deployment(prefect_server, tmp_path):
     env = deployment_env(tmp_path)
     prefect_server.cli("work-pool", "create", POOL, "--type", "process", "--overwrite")
@@ -100,12 +115,30 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
         assert [r["status"] for r in report] == ["ok", "ok", "ok"]
         artifacts = asyncio.run(table_artifact(flow_run_id))
         assert len(artifacts) == 1
-        rows = (
-            artifacts[0].data
-            if isinstance(artifacts[0].data, list)
-            else __import__("json").loads(artifacts[0].data)
-        )
+        rows = artifacts[0].data if isinstance(artifacts[0].data, list) else json.loads(artifacts[0].data)
         assert sorted(r["status"] for r in rows) == ["ok", "ok", "ok"]
+
+        # Dispatch: each shard becomes a run of generate-shard/gpu (same pool here; a GPU pool in a fleet).
+        manifest = tmp_path / "t2i.jsonl"
+        manifest.write_text("".join(json.dumps({"prompt": f"ball {i}", "steps": 2}) + "\n" for i in range(2)))
+        started = prefect_server.cli(
+            "deployment",
+            "run",
+            "text2image/batch",
+            "--param",
+            f"manifest={manifest}",
+            "--param",
+            f"output_root={tmp_path / 'dispatched'}",
+            "--param",
+            "shard_size=1",
+            "--param",
+            "dispatch_deployment=generate-shard/gpu",
+        )
+        parent = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
+        run = asyncio.run(wait_for_run(parent))
+        assert run.state.is_completed(), f"{run.state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
+        assert len(list((tmp_path / "dispatched").glob("*.jpg"))) == 2
+        assert asyncio.run(child_shard_runs(parent)) == 2
     finally:
         stop(worker)
         log.close()

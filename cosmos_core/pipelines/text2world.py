@@ -12,7 +12,10 @@ import logging
 import posixpath
 from pathlib import Path
 
+import torch
+
 from cosmos_core import media
+from cosmos_core.parallel import ContextParallel
 from cosmos_core.pipelines.base import Generation, save_generation
 from cosmos_core.pipelines.text2image import Text2ImagePipeline
 from cosmos_core.pipelines.video2world import Video2WorldPipeline
@@ -58,6 +61,10 @@ class Text2WorldPipeline:
     def __init__(self, text2image: Text2ImagePipeline, video2world: Video2WorldPipeline) -> None:
         self.text2image = text2image
         self.video2world = video2world
+        # Under context parallelism every rank runs both stages (Text2Image replicated, Video2World
+        # split); rank 0 alone writes, and the others wait for its image before reading it.
+        self.cp = video2world.cp
+        self.writes = self.cp is None or self.cp.rank == 0
 
     @classmethod
     def load(
@@ -70,9 +77,10 @@ class Text2WorldPipeline:
         dit_path_video2world: str | None = None,
         device: str | None = None,
         ema: bool = False,
+        cp: ContextParallel | None = None,
     ) -> Text2WorldPipeline:
         video2world = Video2WorldPipeline.load(
-            model_size, resolution, fps, checkpoint_dir, dit_path_video2world, device, ema=ema
+            model_size, resolution, fps, checkpoint_dir, dit_path_video2world, device, ema=ema, cp=cp
         )
         image_size = "embedded" if video2world.bundle.preset.embedded else model_size
         text2image = Text2ImagePipeline.load(
@@ -88,7 +96,10 @@ class Text2WorldPipeline:
     def generate_image(self, request: Text2WorldRequest, image_url: str) -> Generation:
         """Stage 1: the first frame, written to `image_url` (with its sidecar)."""
         image = self.text2image.generate(image_request(request))
-        save_generation(image, image_url)
+        if self.writes:
+            save_generation(image, image_url)
+        if self.cp is not None:
+            torch.distributed.barrier(self.cp.group)
         return image
 
     def generate_video(self, request: Text2WorldRequest, image_url: str) -> Generation:
@@ -104,10 +115,12 @@ class Text2WorldPipeline:
         try:
             video = self.generate_video(request, image_url)
             video.sidecar["image_stage"] = {k: image.sidecar[k] for k in ("model", "timings", "parameters")}
-            save_generation(video, output_url)
+            if self.writes:
+                save_generation(video, output_url)
         except BaseException:
             log.error("text2world: the video stage failed; the intermediate image is kept at %s", image_url)
             raise
-        media.remove(image_url)
-        media.remove(f"{image_url}.json")
+        if self.writes:
+            media.remove(image_url)
+            media.remove(f"{image_url}.json")
         return video

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from cosmos_core import media
 from cosmos_core.denoiser import Denoiser, FrameCondition
 from cosmos_core.models import ModelBundle, load_bundle
+from cosmos_core.parallel import ContextParallel, check_context_parallel
 from cosmos_core.pipelines.base import (
     Generation,
     Timings,
@@ -78,8 +79,9 @@ def resize_cover_center_crop(frames: np.ndarray, width: int, height: int) -> tor
 class Video2WorldPipeline:
     task = "video2world"
 
-    def __init__(self, bundle: ModelBundle) -> None:
+    def __init__(self, bundle: ModelBundle, cp: ContextParallel | None = None) -> None:
         self.bundle = bundle
+        self.cp = cp  # context parallelism: every rank runs generate(), the DiT splits the frames
 
     @classmethod
     def load(
@@ -92,11 +94,13 @@ class Video2WorldPipeline:
         device: str | None = None,
         text_encoder: T5TextEncoder | None = None,
         ema: bool = False,
+        cp: ContextParallel | None = None,
     ) -> Video2WorldPipeline:
-        preset = resolve_preset(
-            "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
-        )
-        return cls(load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema))
+        preset = resolve_preset("video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path)
+        bundle = load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema)
+        if cp is not None:
+            check_context_parallel(cp.world_size, bundle.dit.cfg.num_heads, latent_frames(preset.num_frames))
+        return cls(bundle, cp)
 
     @torch.no_grad()
     def generate(self, request: Video2WorldRequest) -> Generation:
@@ -120,7 +124,7 @@ class Video2WorldPipeline:
         with timings.stage("sampling_s"):
             shape = (1, b.vae.cfg.z_dim, latent_frames(b.preset.num_frames), height // sc, width // sc)
             condition = FrameCondition(cond_latents, num_cond_latents)
-            denoiser = Denoiser(b.dit, emb[:1], emb[1:], request.guidance, condition)
+            denoiser = Denoiser(b.dit, emb[:1], emb[1:], request.guidance, condition, self.cp)
             noise = initial_noise(shape, request.seed).to(b.device)
             latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("video2world"))
 
