@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from cosmos_core import media
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.guardrail import guard_from_args
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import (
     Text2ImagePipeline,
@@ -285,10 +286,6 @@ def _context_parallel(args: argparse.Namespace) -> ContextParallel | None:
 
 
 def _note_unwired_flags(args: argparse.Namespace) -> None:
-    if not args.disable_guardrail:
-        log.info("guardrail: not available in this version yet; prompts and videos are not checked")
-    if getattr(args, "disable_prompt_refiner", True) is False:
-        log.info("prompt refiner: not available in this version yet; prompts are used as given")
     if args.use_cuda_graphs:
         log.info("--use_cuda_graphs: accepted; CUDA graph capture is not wired yet (no effect)")
 
@@ -311,7 +308,9 @@ def run(
             jobs = batch_items(args.batch_input_json, command, globals_)
         else:
             jobs = [(None, globals_, args.save_path)]
-        pipeline = load(args)
+        # The guardrail and (video commands) the prompt refiner around the pipeline; a refused item raises
+        # GuardrailBlocked (a ValueError): reported like a bad item, nothing written for it.
+        pipeline = guard_from_args(load(args), args, command)
     except USER_ERRORS as error:
         log.error(
             "error: %s", error if not isinstance(error, ValidationError) else _validation_message(error)

@@ -11,7 +11,9 @@ shard (a retry after a crash) only generates what is missing. Rank 0 alone logs 
 Exit codes: 0 when every row has a record (some may be "failed": bad rows are recorded, not retried);
 non-zero when the process itself failed (CUDA out of memory, NCCL or other device errors, a crash):
 the Prefect task retries the shard. Shard tasks: text2image, video2world, and the two stages of
-text2world, "text2world-image" (writes the first frame to storage) and "text2world-video".
+text2world, "text2world-image" (writes the first frame to storage) and "text2world-video"; and the two
+of best-of-N, "best-of-n-generate" and "best-of-n-score" (cosmos_core/bestofn.py). With the shard's
+`guardrail` on, a refused prompt or video is recorded "blocked" ("blocked by guardrail: <check>").
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 
 from cosmos_core import media
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.guardrail import GuardrailBlocked
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline, save_generation
 from cosmos_core.pipelines.text2world import image_request, video_request
@@ -40,7 +43,14 @@ ROW_ERRORS = (media.MediaError, ConditioningError, ValidationError, ValueError, 
 # The process's fault: exit non-zero so that the shard is retried (on this or another host).
 DEVICE_ERROR_MARKERS = ("out of memory", "NCCL", "CUDA error", "cuDNN error", "CUBLAS_STATUS")
 
-SHARD_TASKS = ("text2image", "video2world", "text2world-image", "text2world-video")
+SHARD_TASKS = (
+    "text2image",
+    "video2world",
+    "text2world-image",
+    "text2world-video",
+    "best-of-n-generate",
+    "best-of-n-score",
+)
 
 
 def text2world_image_url(output_root: str, row_id: str) -> str:
@@ -85,6 +95,24 @@ def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None =
     )
 
 
+def load_guarded_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
+    """load_pipeline with the shard's guardrail (on by default) and prompt refiner around it."""
+    from cosmos_core.guardrail import guard_pipeline, load_safety
+    from cosmos_core.guardrail.guarded import pipeline_device
+
+    pipeline = load_pipeline(shard, device, cp)
+    task = "text2image" if shard.task.endswith("-image") or shard.task == "text2image" else "video2world"
+    rail, refiner = load_safety(
+        _dir(shard.model.checkpoint_dir),
+        pipeline_device(pipeline),
+        task,
+        shard.guardrail,
+        refiner=shard.refiner,
+    )
+    # text2world-video: the prompt was checked by the image stage; only a refined prompt is checked again.
+    return guard_pipeline(pipeline, rail, refiner, check_prompt=shard.task != "text2world-video")
+
+
 def _dir(checkpoint_dir: str | None):
     from pathlib import Path
 
@@ -123,12 +151,16 @@ def run_shard(
     """
     if shard.task not in SHARD_TASKS:
         raise ValueError(f"unknown shard task {shard.task!r}; expected one of {', '.join(SHARD_TASKS)}")
+    if shard.task.startswith("best-of-n-"):
+        from cosmos_core.bestofn import run_bestofn_shard
+
+        return run_bestofn_shard(shard, rank, world_size, device)
     if cp is not None and shard.task not in ("video2world", "text2world-video"):
         cp = None
     mine = shard.rows if cp is not None else shard.rows[rank::world_size]
     writes = cp is None or rank == 0
     todo = [row for row in mine if not is_done(shard, row)]
-    counts = {"ok": 0, "failed": 0, "skipped": len(mine) - len(todo)}
+    counts = {"ok": 0, "failed": 0, "blocked": 0, "skipped": len(mine) - len(todo)}
     if rank == 0:
         log.info(
             "shard %s: %d row(s) on %d rank(s), %d already done",
@@ -139,7 +171,7 @@ def run_shard(
         )
     if not todo:
         return counts
-    pipeline = load_pipeline(shard, device, cp)
+    pipeline = load_guarded_pipeline(shard, device, cp)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
         output = output_of(shard.task, row, shard.output_root)
@@ -150,6 +182,8 @@ def run_shard(
             generation = pipeline.generate(request)
             if writes:
                 save_generation(generation, output)
+        except GuardrailBlocked as e:
+            status, error = "blocked", str(e)
         except ROW_ERRORS as e:
             status, error = "failed", _message(e)
         except Exception as e:

@@ -18,6 +18,8 @@ def batch_options(
     checkpoint_dir: str | None,
     input_root: str | None,
     dispatch_deployment: str | None,
+    guardrail: bool = True,
+    refiner: bool = False,
 ) -> BatchOptions:
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
@@ -28,4 +30,6 @@ def batch_options(
         model=ModelSpec(model_size=model_size, resolution=resolution, fps=fps, checkpoint_dir=checkpoint_dir),
         input_root=input_root,
         dispatch_deployment=dispatch_deployment,
+        guardrail=guardrail,
+        refiner=refiner,
     )

@@ -23,6 +23,7 @@ def text2image_batch(
     checkpoint_dir: str | None = None,
     input_root: str | None = None,
     dispatch_deployment: str | None = None,
+    guardrail: bool = True,
 ) -> dict:
     """Generate every row of a text2image manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
 
@@ -31,6 +32,7 @@ def text2image_batch(
     dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. parallelism "data" stripes
     rows over the GPUs (throughput); "context" splits each video's frames over them (latency). The run
     ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
+    guardrail: prompts it refuses are recorded "blocked" (no output) and the other rows go on.
     """
     options = batch_options(
         shard_size,
@@ -42,5 +44,6 @@ def text2image_batch(
         checkpoint_dir,
         input_root,
         dispatch_deployment,
+        guardrail,
     )
     return run_batch("text2image", manifest, output_root, options)

@@ -23,6 +23,8 @@ def text2world_batch(
     checkpoint_dir: str | None = None,
     input_root: str | None = None,
     dispatch_deployment: str | None = None,
+    guardrail: bool = True,
+    prompt_refiner: bool = False,
 ) -> dict:
     """Generate every row of a text2world manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
 
@@ -31,6 +33,8 @@ def text2world_batch(
     dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. parallelism "data" stripes
     rows over the GPUs (throughput); "context" splits each video's frames over them (latency). The run
     ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
+    guardrail: rows it refuses are recorded "blocked" (no output) and the others go on. prompt_refiner:
+    Cosmos-Reason1 rewrites each prompt from its first frame (when its checkpoint is present).
     """
     options = batch_options(
         shard_size,
@@ -42,5 +46,7 @@ def text2world_batch(
         checkpoint_dir,
         input_root,
         dispatch_deployment,
+        guardrail,
+        prompt_refiner,
     )
     return run_batch("text2world", manifest, output_root, options)

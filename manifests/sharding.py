@@ -41,6 +41,8 @@ class Shard(BaseModel):
     rows: list[ResolvedRow]
     # data: rows striped over the ranks, one model each; context: every row on all ranks (latency).
     parallelism: Literal["data", "context"] = "data"
+    guardrail: bool = True  # prompts (and videos) pass the guardrail; a refused row is recorded "blocked"
+    refiner: bool = False  # video stages: Cosmos-Reason1 rewrites the prompt (when its checkpoint is present)
 
 
 def is_image_task(task: str) -> bool:

@@ -96,7 +96,9 @@ class Video2WorldPipeline:
         ema: bool = False,
         cp: ContextParallel | None = None,
     ) -> Video2WorldPipeline:
-        preset = resolve_preset("video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path)
+        preset = resolve_preset(
+            "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
+        )
         bundle = load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema)
         if cp is not None:
             check_context_parallel(cp.world_size, bundle.dit.cfg.num_heads, latent_frames(preset.num_frames))
