@@ -230,18 +230,6 @@ def test_video_filter_checkpoint_is_loaded_strictly(tmp_path):
         load_classifier(folder / "safety_filter.pt")
 
 
-def test_face_pixelation_checkpoint_is_reported_as_unsupported(tmp_path, caplog):
-    face = tmp_path / "nvidia/Cosmos-Guardrail1/face_blur_filter/Resnet50_Final.pth"
-    face.parent.mkdir(parents=True)
-    face.write_bytes(b"weights")
-    with caplog.at_level(logging.INFO, logger="cosmos_core"):
-        Guardrail.load(tmp_path)
-    assert (
-        "face pixelation: checkpoint present" in caplog.text
-        and "not supported in this version" in caplog.text
-    )
-
-
 # ----------------------------------------------------------------------------------------------------
 # Commands and the batch worker
 # ----------------------------------------------------------------------------------------------------

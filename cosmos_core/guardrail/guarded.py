@@ -6,7 +6,7 @@ For each request (reference: cosmos_predict2/pipelines/video2world.py, `__call__
    image or video, and the refined prompt passes the text checks again; it replaces the prompt for T5,
    and the sidecar keeps both (`prompt`, `refined_prompt`);
 3. the pipeline generates;
-4. a video passes the video checks, then the post-processors (face pixelation: not supported yet).
+4. a video passes the video checks, then the post-processors (face pixelation, when present).
 A refusal raises GuardrailBlocked: nothing is written for that request.
 
 Ours, not the reference's: an empty Video2World prompt is not refused by the text checks (the conditioning

@@ -2,8 +2,8 @@
 
 Text checks, in order (the first that blocks decides): an empty prompt, the blocklist (bundled list,
 plus Cosmos-Guardrail1's lists when present), Llama Guard 3 (when its checkpoint is present). Video
-checks: the SigLIP safety filter (when present). Face pixelation: not supported in this version (see
-face_blur.py). Reference: cosmos_predict2/auxiliary/guardrail/common/presets.py.
+checks: the SigLIP safety filter (when present). Post-processing of a video that passed: RetinaFace face
+pixelation (when present; face_blur.py). Reference: cosmos_predict2/auxiliary/guardrail/common/presets.py.
 """
 
 from __future__ import annotations
@@ -22,10 +22,17 @@ log = logging.getLogger("cosmos_core")
 
 
 class Guardrail:
-    def __init__(self, text_checks: list, video_checks: list, notes: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        text_checks: list,
+        video_checks: list,
+        notes: list[str] | None = None,
+        postprocessors: list | None = None,
+    ) -> None:
         self.text_checks = text_checks  # objects with .name, .describe(), .check(str) -> Verdict
         self.video_checks = video_checks  # objects with .name, .describe(), .check(frames) -> Verdict
-        self.notes = notes or []  # what does not run, and why
+        self.postprocessors = postprocessors or []  # .name, .describe(), .postprocess(frames) -> frames
+        self.notes = notes or []  # what does not run and why; what runs beyond the checks
 
     @classmethod
     def load(
@@ -41,6 +48,7 @@ class Guardrail:
         device = torch.device(device)
         text_checks: list = [Blocklist.load(checkpoint_dir)]
         video_checks: list = []
+        postprocessors: list = []
         notes = []
         if (folder := llama_guard.present(checkpoint_dir)) is not None:
             text_checks.append(llama_guard.LlamaGuard3.load(folder, device, offload))
@@ -52,13 +60,13 @@ class Guardrail:
             else:
                 notes.append(f"no video safety filter at {_where(checkpoint_dir, video_filter.FILTER_DIR)}")
             if (face := face_blur.present(checkpoint_dir)) is not None:
-                notes.append(
-                    f"face pixelation: checkpoint present ({face}) but not supported in this version; "
-                    "faces are not pixelated"
-                )
+                postprocessors.append(face_blur.FacePixelator.load(face, device, offload))
+                notes.append(f"face pixelation: RetinaFace ({face})")
             else:
-                notes.append("face pixelation: no checkpoint")
-        guardrail = cls(text_checks, video_checks, notes)
+                notes.append(
+                    f"face pixelation: no RetinaFace at {_where(checkpoint_dir, face_blur.FACE_CHECKPOINT)}"
+                )
+        guardrail = cls(text_checks, video_checks, notes, postprocessors)
         log.info("guardrail: %s", guardrail.describe())
         return guardrail
 
@@ -69,8 +77,8 @@ class Guardrail:
         return f"text checks: {text}; video checks: {video}{notes}"
 
     def parts(self) -> list[str]:
-        """Names of the checks that run, for sidecars and records."""
-        return [c.name for c in self.text_checks + self.video_checks]
+        """Names of the checks and post-processors that run, for sidecars and records."""
+        return [c.name for c in self.text_checks + self.video_checks + self.postprocessors]
 
     def check_prompt(self, prompt: str, stage: str = "prompt") -> None:
         """Raise GuardrailBlocked if any text check refuses the prompt."""
@@ -95,7 +103,9 @@ class Guardrail:
                 raise GuardrailBlocked(verdict, "video")
 
     def postprocess(self, frames: np.ndarray) -> np.ndarray:
-        """Face pixelation would go here; not supported in this version (the frames are returned as is)."""
+        """(T, H, W, 3) uint8 after the post-processors (face pixelation); as is when none runs."""
+        for postprocessor in self.postprocessors:
+            frames = postprocessor.postprocess(frames)
         return frames
 
 
