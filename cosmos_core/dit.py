@@ -73,19 +73,20 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         condition_mask=True,
         rope_extrapolation=(20 / 24, 2.0, 2.0),
     ),
-    # The built-in small model (cosmos_core/embedded): same architecture, CPU-sized.
+    # The built-in small model (cosmos_core/embedded): same architecture, CPU-sized (3.7M parameters: 14.7 MB
+    # in float32, under the 16 MiB a shipped file may take; head_dim 32; scripts/train_embedded.py trains them).
     "embedded-Text2Image": DiTConfig(
-        model_channels=128,
-        num_blocks=4,
-        num_heads=4,
+        model_channels=160,
+        num_blocks=8,
+        num_heads=5,
         crossattn_dim=64,
         adaln_lora_dim=32,
         max_latent_size=(32, 64, 64),
     ),
     "embedded-Video2World": DiTConfig(
-        model_channels=128,
-        num_blocks=4,
-        num_heads=4,
+        model_channels=160,
+        num_blocks=8,
+        num_heads=5,
         crossattn_dim=64,
         adaln_lora_dim=32,
         condition_mask=True,

@@ -4,8 +4,9 @@ Official layout (the reference's, `checkpoints/` by default or $COSMOS_CHECKPOIN
     <dir>/nvidia/Cosmos-Predict2-2B-Video2World/model-720p-16fps.pt   DiT (`net.` keys)
     <dir>/nvidia/Cosmos-Predict2-2B-Video2World/tokenizer/tokenizer.pth  Wan2.1 VAE
     <dir>/google-t5/t5-11b/                                              T5 encoder + tokenizer
-The embedded small model lives in the package (cosmos_core/embedded/) and loads through the same
-loaders; until its trained weights ship it is random-initialised from a fixed seed, and says so.
+The embedded small model lives in the package (cosmos_core/embedded/, trained by
+scripts/train_embedded.py) and loads through the same loaders. Where its files are missing (a partial
+$COSMOS_EMBEDDED_DIR, a broken install) it is random-initialised from a fixed seed, and says so.
 """
 
 from __future__ import annotations
@@ -131,12 +132,6 @@ def _describe(path: Path) -> dict:
 # The embedded small model
 # ----------------------------------------------------------------------------------------------------
 
-# Words the random-initialised embedded tokenizer knows (the trained model brings its captions' words).
-_EMBEDDED_WORDS = (
-    "a an the red green blue yellow orange purple white black gray ball balls box boxes small large big "
-    "falls bounces rolls left right slides stays still on floor ground background and of with in is to"
-).split()
-
 
 def _load_embedded(
     preset: ModelPreset,
@@ -145,9 +140,11 @@ def _load_embedded(
     text_encoder: T5TextEncoder | None,
     dit_path: str | Path | None,
 ) -> ModelBundle:
-    dit_file = Path(dit_path) if dit_path else EMBEDDED_DIR / f"{preset.dit_file}.safetensors"
-    vae_file = EMBEDDED_DIR / "vae.safetensors"
-    t5_dir = EMBEDDED_DIR / "t5"
+    # $COSMOS_EMBEDDED_DIR: weights in the shipped layout elsewhere (a training run's export, tests).
+    weights = Path(os.environ.get("COSMOS_EMBEDDED_DIR") or EMBEDDED_DIR)
+    dit_file = Path(dit_path) if dit_path else weights / f"{preset.dit_file}.safetensors"
+    vae_file = weights / "vae.safetensors"
+    t5_dir = weights / "t5"
     trained = dit_file.is_file() and vae_file.is_file() and (t5_dir / "config.json").is_file()
     if trained:
         dit = load_dit(dit_file, dit_config(preset.dit), device, dtype)
@@ -156,8 +153,9 @@ def _load_embedded(
             text_encoder = T5TextEncoder.from_pretrained(t5_dir, device, dtype)
     else:
         log.warning(
-            "embedded default model %s: no trained weights shipped yet, random-initialised (seed %d): outputs are noise",
+            "embedded default model %s: trained weights not found in %s, random-initialised (seed %d): outputs are noise",
             preset.name,
+            weights,
             EMBEDDED_SEED,
         )
         with torch.random.fork_rng(devices=[]):
@@ -175,11 +173,7 @@ def _load_embedded(
 
 
 def _random_embedded_t5() -> T5TextEncoder:
-    from transformers import T5Config, T5EncoderModel
+    """The embedded T5 encoder: random and frozen, trained or not (scripts/train_embedded.py ships the same)."""
+    from cosmos_core.world.text import embedded_text_encoder
 
-    from cosmos_core.text_encoder import word_level_tokenizer
-
-    torch.manual_seed(EMBEDDED_SEED + 11)
-    tokenizer = word_level_tokenizer(list(_EMBEDDED_WORDS))
-    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
-    return T5TextEncoder(T5EncoderModel(config), tokenizer)
+    return embedded_text_encoder()

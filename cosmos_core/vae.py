@@ -89,10 +89,11 @@ class VAEConfig:
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     "wan2.1": VAEConfig(),
-    # The built-in small model's VAE (cosmos_core/embedded): same topology, 16 latent channels, CPU-sized.
-    # Its latents are normalised by training, not by per-channel statistics.
+    # The built-in small model's VAE (cosmos_core/embedded): same topology, 16 latent channels, CPU-sized
+    # (channels 16-16-32-32-32, 0.83M parameters). Its latent statistics are folded into conv1/conv2 by
+    # scripts/train_embedded.py, so mean 0 and std 1 here.
     "embedded": VAEConfig(
-        dim=8,
+        dim=16,
         z_dim=16,
         dim_mult=(1, 2, 2, 2),
         num_res_blocks=1,

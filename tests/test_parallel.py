@@ -72,8 +72,12 @@ def _context_parallel_rank(rank: int, world_size: int, port: int, out: str) -> N
 @pytest.mark.distributed
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_context_parallel_forward_and_sample_equal_single_process(tmp_path, world_size):
-    mp.spawn(_context_parallel_rank, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size, join=True)
-    single = {str(dtype): run_single(tiny_video2world().to(dtype)) for dtype in (torch.float32, torch.float64)}
+    mp.spawn(
+        _context_parallel_rank, args=(world_size, free_port(), str(tmp_path)), nprocs=world_size, join=True
+    )
+    single = {
+        str(dtype): run_single(tiny_video2world().to(dtype)) for dtype in (torch.float32, torch.float64)
+    }
     for rank in range(world_size):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         # float32: the forward at float32 tolerance; the whole sample (5 guided evaluations, guidance
@@ -89,7 +93,9 @@ def test_context_parallel_forward_and_sample_equal_single_process(tmp_path, worl
 
 
 def test_bad_world_size_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"over 3 ranks .* heads \(16\) and of latent frames \(24\).*\[1, 2, 4, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"over 3 ranks .* heads \(16\) and of latent frames \(24\).*\[1, 2, 4, 8\]"
+    ):
         check_context_parallel(3, 16, 24)
     check_context_parallel(8, 16, 24)  # fine: 8 divides both
     with pytest.raises(ValueError, match=r"latent frames \(16\)"):
@@ -112,9 +118,13 @@ def _shard(tmp_path: Path, output_root: Path) -> Path:
 def test_data_parallel_generates_every_row_once_like_one_process(tmp_path):
     env = {**os.environ, "WORLDMILL_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
-    subprocess.run([sys.executable, "-m", "cosmos_core.worker", str(_shard(tmp_path, one))], env=env, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "cosmos_core.worker", str(_shard(tmp_path, one))], env=env, check=True
+    )
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    subprocess.run([*command, "-m", "cosmos_core.worker", str(_shard(tmp_path, two))], env=env, check=True, cwd=REPO)
+    subprocess.run(
+        [*command, "-m", "cosmos_core.worker", str(_shard(tmp_path, two))], env=env, check=True, cwd=REPO
+    )
 
     import json
 
