@@ -150,7 +150,7 @@ def _load_embedded(
         dit = load_dit(dit_file, dit_config(preset.dit), device, dtype)
         vae = load_vae(vae_file, VAE_PRESETS[preset.vae], device, dtype)
         if text_encoder is None:
-            text_encoder = T5TextEncoder.from_pretrained(t5_dir, device, dtype)
+            text_encoder = _embedded_t5(t5_dir, device, dtype)
     else:
         log.warning(
             "embedded default model %s: trained weights not found in %s, random-initialised (seed %d): outputs are noise",
@@ -170,6 +170,14 @@ def _load_embedded(
         text_encoder.model.to(device, dtype)
     identity = {"preset": preset.name, "embedded": True, "trained": trained, "dit": str(dit_file)}
     return ModelBundle(preset, dit, vae, text_encoder, device, dtype, identity)
+
+
+def _embedded_t5(folder: Path, device: torch.device, dtype: torch.dtype) -> T5TextEncoder:
+    """The shipped embedded T5 through our small torch T5 (transformers' import alone costs ~2 s on a CPU)."""
+    from cosmos_core.small_t5 import load_small_t5
+
+    model, tokenizer = load_small_t5(folder)
+    return T5TextEncoder(model.to(device, dtype), tokenizer)
 
 
 def _random_embedded_t5() -> T5TextEncoder:

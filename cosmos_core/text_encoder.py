@@ -83,7 +83,9 @@ class T5TextEncoder:
         )
         ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, 512, d_model)
+        out = self.model(input_ids=ids, attention_mask=mask)
+        # (B, 512, d_model); transformers returns an output object, cosmos_core.small_t5 the tensor
+        hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)
 
 

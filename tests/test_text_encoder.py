@@ -67,3 +67,49 @@ def test_cache_is_bounded(t5_folder):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"T5 encoder not found: .*t5-11b.*config.json"):
         T5TextEncoder.from_pretrained(tmp_path / "google-t5" / "t5-11b")
+
+
+# ----------------------------------------------------------------------------------------------------
+# cosmos_core/small_t5.py: the embedded model's T5 without transformers
+# ----------------------------------------------------------------------------------------------------
+
+PROMPTS = [
+    "A red ball falls and bounces on a gray floor in front of a white wall.",
+    "Three boxes, a red one, a purple one and a yellow one, slide to the left.",
+    "words the captions never use map to unk",
+    " ".join(["ball"] * 600),  # longer than 512 tokens: truncated, </s> kept
+]
+
+
+@pytest.mark.parametrize("folder", ["shipped", "random"])
+def test_small_t5_equals_transformers(folder, t5_folder, tmp_path):
+    """The shipped embedded T5 and a random one; the long prompt reaches the clamped far buckets."""
+    from cosmos_core.models import EMBEDDED_DIR
+    from cosmos_core.small_t5 import load_small_t5
+
+    path = EMBEDDED_DIR / "t5" if folder == "shipped" else t5_folder
+    reference = T5TextEncoder.from_pretrained(path)
+    model, tokenizer = load_small_t5(path)
+    ours = T5TextEncoder(model, tokenizer)
+    want = reference.tokenizer(PROMPTS, padding="max_length", max_length=MAX_TOKENS, truncation=True)
+    got = tokenizer(PROMPTS, max_length=MAX_TOKENS)
+    assert got["input_ids"].tolist() == want["input_ids"]
+    assert got["attention_mask"].tolist() == want["attention_mask"]
+    # float32, summation order differs (d_model 1024): the project's parity tolerance
+    torch.testing.assert_close(ours.encode(PROMPTS), reference.encode(PROMPTS), rtol=1e-4, atol=1e-4)
+
+
+def test_small_t5_rejects_other_weights(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from cosmos_core.models import EMBEDDED_DIR
+    from cosmos_core.small_t5 import load_small_t5
+
+    shutil.copytree(EMBEDDED_DIR / "t5", tmp_path / "t5")
+    state = load_file(tmp_path / "t5" / "model.safetensors")
+    state["encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"] = torch.zeros(32, 4)
+    save_file(state, tmp_path / "t5" / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*unexpected keys \['encoder\.block\.1"):
+        load_small_t5(tmp_path / "t5")
