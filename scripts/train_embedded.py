@@ -24,8 +24,9 @@ is the stage's training time plus setup: rendering and encoding the scenes, vali
     python scripts/train_embedded.py --stage vae_decoder --minutes 3.0 --resume runs/embedded --workdir $OUT/embedded
     python scripts/train_embedded.py --stage v2w --minutes 6.0 --workdir $OUT/embedded
     python scripts/train_embedded.py --stage export --workdir runs/embedded      # here: cosmos_core/embedded/
-To train the DiTs longer on the shipped VAE (its encoder fixes the latents), start a workdir from it:
-    python scripts/train_embedded.py --stage t2i --vae_from cosmos_core/embedded/vae.safetensors \
+To train the DiTs again on the shipped VAE and T5 (they fix the latents and the embeddings; no
+transformers needed, so a device call carries fewer wheels), start a workdir from them:
+    python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded \
         --batch_size 1024 --train_minutes 8.5 --minutes 9.3 --workdir $OUT/embedded
 A call that runs out of time leaves its stage unfinished; the same command with --resume continues it.
 Training objective (matching cosmos_core/denoiser.py and sampler.py): x_t = (1 - t) x0 + t eps, the DiT
@@ -61,6 +62,7 @@ from cosmos_core.models import EMBEDDED_DIR
 from cosmos_core.presets import model_preset
 from cosmos_core.requests import DEFAULT_NEGATIVE_PROMPT
 from cosmos_core.sampler import RHO, SIGMA_MAX, SIGMA_MIN
+from cosmos_core.small_t5 import load_small_t5
 from cosmos_core.text_encoder import T5TextEncoder
 from cosmos_core.vae import VAE_PRESETS, WanVAE
 from cosmos_core.world import render, scene_from_seed
@@ -210,14 +212,18 @@ def append_log(workdir: Path, stage: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def adopt_vae(workdir: Path, path: Path) -> None:
-    """Make a shipped-layout VAE (statistics folded in: mean 0, std 1) the workdir's finished VAE stage."""
-    if (workdir / "vae.pt").exists():
-        raise SystemExit(f"--vae_from {path}: {workdir}/vae.pt exists already")
-    vae = load_vae(path, VAE_PRESETS["embedded"])  # the shipped loader: strict, names the file on error
+def adopt_shipped(workdir: Path, folder: Path) -> None:
+    """Start a workdir from shipped-layout weights: folder/vae.safetensors (statistics folded in: mean 0,
+    std 1) becomes the finished VAE stage and folder/t5/ the text encoder, so the DiT stages can train
+    again on the same latents and embeddings."""
+    if (workdir / "vae.pt").exists() or (workdir / "t5.safetensors").exists():
+        raise SystemExit(f"--from_shipped {folder}: {workdir} has a VAE or T5 of its own already")
+    vae = load_vae(folder / "vae.safetensors", VAE_PRESETS["embedded"])  # strict; names the file on error
+    load_small_t5(folder / "t5")  # checks it before anything is written
     z = vae.cfg.z_dim
     record = {"model": vae.state_dict(), "step": 0, "train_seconds": 0.0, "finished": True}
     save_atomic({**record, "latents_mean": torch.zeros(z), "latents_std": torch.ones(z)}, workdir / "vae.pt")
+    shutil.copytree(folder / "t5", workdir / "t5", dirs_exist_ok=True)
 
 
 def copy_resume(source: Path, workdir: Path) -> None:
@@ -237,7 +243,11 @@ def copy_resume(source: Path, workdir: Path) -> None:
 
 
 def text_encoder(workdir: Path, device: torch.device) -> T5TextEncoder:
-    """The frozen T5 of the embedded model: created once, then read back from the workdir."""
+    """The frozen T5 of the embedded model: adopted from a shipped folder (workdir/t5/, read without
+    transformers), or created once and read back from workdir/t5.safetensors."""
+    if (workdir / "t5" / "config.json").is_file():
+        model, tokenizer = load_small_t5(workdir / "t5")
+        return T5TextEncoder(model.to(device), tokenizer)
     encoder = embedded_text_encoder()
     path = workdir / "t5.safetensors"
     if path.is_file():
@@ -674,7 +684,11 @@ def export(workdir: Path, out: Path) -> None:
         print(f"exported {path} ({path.stat().st_size / 2**20:.2f} MiB, step {checkpoint['step']}){status}")
     if (workdir / "log.json").is_file():
         shutil.copy2(workdir / "log.json", out / "training-log.json")
-    if (workdir / "t5.safetensors").is_file():
+    if (workdir / "t5" / "config.json").is_file():
+        if (workdir / "t5").resolve() != (out / "t5").resolve():
+            shutil.copytree(workdir / "t5", out / "t5", dirs_exist_ok=True)
+        print(f"exported {out / 't5'}")
+    elif (workdir / "t5.safetensors").is_file():
         encoder = text_encoder(workdir, torch.device("cpu"))
         encoder.model.save_pretrained(out / "t5")
         encoder.tokenizer.save_pretrained(out / "t5")
@@ -699,7 +713,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resume", type=Path, help="a previous call's workdir to continue from (copied into --workdir)"
     )
     p.add_argument(
-        "--vae_from", type=Path, help="a shipped-layout vae.safetensors to train the DiTs on (no VAE stage)"
+        "--from_shipped",
+        type=Path,
+        help="a shipped-layout folder (e.g. cosmos_core/embedded) whose VAE and T5 the DiTs train on",
     )
     p.add_argument("--out", type=Path, default=EMBEDDED_DIR, help="where the shipped layout is exported")
     p.add_argument("--device", help="cuda, cpu, ... (default: the GPU if there is one)")
@@ -725,8 +741,8 @@ def main(argv: list[str] | None = None) -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.resume:
         copy_resume(args.resume, args.workdir)
-    if args.vae_from:
-        adopt_vae(args.workdir, args.vae_from)
+    if args.from_shipped:
+        adopt_shipped(args.workdir, args.from_shipped)
     if args.stage != "export":
         overrides = {
             "batch_size": args.batch_size,

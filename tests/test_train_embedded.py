@@ -90,18 +90,25 @@ def test_resume_continues_exactly(trained, tmp_path):
     torch.testing.assert_close(a["model"], b["model"])
 
 
-def test_dits_train_on_a_shipped_vae(trained, tmp_path):
-    """--vae_from: the DiT stages start from an exported VAE, which exports again unchanged."""
+def test_dits_train_again_on_shipped_weights(trained, tmp_path):
+    """--from_shipped: the DiT stages start from an export's VAE and T5, which export again unchanged."""
     _, out = trained
-    work = tmp_path / "work"
-    args = ["--stage", "t2i", "--max_steps", "1", "--workdir", str(work), "--out", str(tmp_path / "export")]
-    train_embedded.main([*args, "--vae_from", str(out / "vae.safetensors"), *TOY])
+    work, again = tmp_path / "work", tmp_path / "export"
+    args = ["--stage", "t2i", "--max_steps", "1", "--workdir", str(work), "--out", str(again)]
+    train_embedded.main([*args, "--from_shipped", str(out), *TOY])
     assert torch.load(work / "t2i.pt", weights_only=True)["step"] == 1
+    assert not (work / "t5.safetensors").exists()  # the shipped T5 is read, not re-created
     shipped = load_vae(out / "vae.safetensors", VAE_PRESETS["embedded"]).state_dict()
-    again = load_vae(tmp_path / "export" / "vae.safetensors", VAE_PRESETS["embedded"]).state_dict()
-    torch.testing.assert_close(again, shipped)
-    with pytest.raises(SystemExit, match=r"vae\.pt exists already"):
-        train_embedded.main([*args, "--vae_from", str(out / "vae.safetensors"), *TOY])
+    torch.testing.assert_close(
+        load_vae(again / "vae.safetensors", VAE_PRESETS["embedded"]).state_dict(), shipped
+    )
+    prompt = "A red ball falls and bounces on a gray floor in front of a white wall."
+    reexported = train_embedded.text_encoder(again, torch.device("cpu"))  # again/t5 through small_t5
+    torch.testing.assert_close(
+        reexported.encode(prompt), T5TextEncoder.from_pretrained(out / "t5").encode(prompt)
+    )
+    with pytest.raises(SystemExit, match="has a VAE or T5 of its own already"):
+        train_embedded.main([*args, "--from_shipped", str(out), *TOY])
 
 
 def test_a_finished_stage_keeps_its_weights_only_and_trains_no_further(trained, tmp_path):
