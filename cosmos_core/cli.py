@@ -82,6 +82,7 @@ def _add_generation_flags(p: argparse.ArgumentParser, model: type[BaseModel], pr
         "--guidance", type=float, default=_default(model, "guidance"), help=_help(model, "guidance")
     )
     g.add_argument("--steps", type=int, default=_default(model, "steps"), help=_help(model, "steps"))
+    g.add_argument("--step_cache", type=float, default=0.0, help=_help(model, "step_cache"))
     g.add_argument("--batch_input_json", help="JSON list of items to generate (the reference's batch format)")
 
 
@@ -197,7 +198,7 @@ PER_ITEM_FIELDS = ("seed", "guidance", "negative_prompt", "aspect_ratio", "steps
 def request_fields(args: argparse.Namespace, command: str) -> dict:
     fields = {
         k: getattr(args, k)
-        for k in ("prompt", "negative_prompt", "aspect_ratio", "seed", "guidance", "steps")
+        for k in ("prompt", "negative_prompt", "aspect_ratio", "seed", "guidance", "steps", "step_cache")
     }
     if command == "text2image":
         fields["distill_steps"] = args.distill_steps

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cosmos_core.dit import CosmosDiT
+from cosmos_core.dit import CosmosDiT, StepCache
 from cosmos_core.parallel import ContextParallel
 
 SIGMA_CONDITIONAL = 1e-4
@@ -62,8 +62,14 @@ class Denoiser:
         guidance: float,
         condition: FrameCondition | None = None,
         cp: ContextParallel | None = None,
+        step_cache: float = 0.0,
     ) -> None:
         self.dit = dit
+        # step_cache > 0: reuse the DiT's blocks 2..N between steps below this change (cosmos_core.dit.StepCache)
+        self.step_cache = StepCache(step_cache) if step_cache > 0 else None
+        if self.step_cache is not None and cp is not None:
+            # each rank would judge the change on its own frames and could skip blocks the others run
+            raise ValueError("step caching does not work with context parallelism yet: use --step_cache 0")
         self.cp = cp  # context parallelism: the DiT splits the frames over these ranks
         self.guidance = guidance
         self.condition = condition
@@ -99,6 +105,7 @@ class Denoiser:
             self.text.repeat_interleave(B, dim=0),
             condition_mask=None if mask is None else mask.to(self.dtype).repeat(repeat),
             cp=self.cp,
+            step_cache=self.step_cache,
         ).float()
         self.calls += net_out.shape[0]
 
@@ -110,3 +117,13 @@ class Denoiser:
                 [self.condition.latents[:, :, :n].to(x0).expand(B, -1, -1, -1, -1), x0[:, :, n:]], dim=2
             )
         return x0
+
+
+def step_cache_summary(denoiser: Denoiser) -> dict:
+    """Sidecar fields of a generation with step caching: DiT calls with every block, with block 1 only."""
+    cache = denoiser.step_cache
+    if cache is None:
+        return {}
+    return {
+        "step_cache": {"threshold": cache.threshold, "full_calls": cache.full, "reused_calls": cache.reused}
+    }

@@ -365,6 +365,36 @@ class FinalLayer(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 
 
+class StepCache:
+    """First-block caching across sampling steps: when the first block's output has barely moved since
+    the last step that ran every block, reuse what blocks 2..N added then.
+
+    The relative L1 change of the first block's output, (mean |h1 - h1_ref|) / (mean |h1_ref|), is
+    measured against the output of the last full step (not the previous step), so small changes add
+    up and force a full step once they pass `threshold`. One cache per generation (the CFG pair is one
+    batch: both branches are reused or computed together). threshold 0 never reuses.
+    """
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.reference: torch.Tensor | None = None  # first block's output at the last full step
+        self.residual: torch.Tensor | None = None  # what blocks 2..N added at that step
+        self.full = self.reused = 0
+
+    def reusable(self, first: torch.Tensor) -> bool:
+        if self.reference is None or self.reference.shape != first.shape or self.threshold <= 0:
+            return False
+        change = (first - self.reference).abs().mean() / self.reference.abs().mean().clamp_min(1e-12)
+        if change.item() < self.threshold:
+            self.reused += 1
+            return True
+        return False
+
+    def store(self, first: torch.Tensor, last: torch.Tensor) -> None:
+        self.reference, self.residual = first, last - first
+        self.full += 1
+
+
 class CosmosDiT(nn.Module):
     """Denoiser network: latents + per-frame timestep + text embeddings -> velocity (noise - x0)."""
 
@@ -386,6 +416,7 @@ class CosmosDiT(nn.Module):
         condition_mask: torch.Tensor | None = None,
         padding_mask: torch.Tensor | None = None,
         cp: ContextParallel | None = None,
+        step_cache: StepCache | None = None,
     ) -> torch.Tensor:
         """
         x: (B, C, T, H, W) latents (already scaled by c_in).
@@ -395,6 +426,7 @@ class CosmosDiT(nn.Module):
         padding_mask: (B, 1, H', W'), resized (nearest) to (H, W); zeros if None, as at inference.
         cp: context parallelism: every rank passes the full inputs, computes its T/P frames and gets
             the full output back (all-gathered).
+        step_cache: reuse of blocks 2..N between sampling steps (see StepCache); None: every block runs.
         Returns (B, C, T, H, W).
         """
         cfg = self.cfg
@@ -435,8 +467,16 @@ class CosmosDiT(nn.Module):
         emb = self.t_embedding_norm(sinusoid)  # (B, T, D)
 
         rope = self._rope(Tp, Hp, Wp, tokens.device, cp, frame_offset // cfg.patch_temporal)
-        for block in self.blocks:
-            tokens = block(tokens, emb, adaln_lora, text_emb.to(tokens.dtype), rope, cp)
+        text = text_emb.to(tokens.dtype)
+        tokens = self.blocks[0](tokens, emb, adaln_lora, text, rope, cp)
+        if step_cache is not None and step_cache.reusable(tokens):
+            tokens = tokens + step_cache.residual
+        else:
+            first = tokens
+            for block in self.blocks[1:]:
+                tokens = block(tokens, emb, adaln_lora, text, rope, cp)
+            if step_cache is not None:
+                step_cache.store(first, tokens)
 
         out = self._unpatchify(self.final_layer(tokens, emb, adaln_lora), Tp, Hp, Wp)  # (B, C, T, H, W)
         return out if cp is None else cp.gather(out, dim=2)

@@ -43,6 +43,12 @@ class _Request(BaseModel):
         35, ge=1, le=1000, description="sampling steps (35 -> 72 DiT evaluations with guidance)"
     )
     aspect_ratio: AspectRatio = "16:9"
+    step_cache: float = Field(
+        0.0,
+        ge=0,
+        description="reuse the DiT's blocks 2..N between steps while the first block's output changes "
+        "less than this (relative L1, e.g. 0.05); 0: off",
+    )
 
 
 class Text2ImageRequest(_Request):

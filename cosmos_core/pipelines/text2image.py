@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from cosmos_core.denoiser import Denoiser
+from cosmos_core.denoiser import Denoiser, step_cache_summary
 from cosmos_core.models import ModelBundle, load_bundle
 from cosmos_core.pipelines.base import (
     Generation,
@@ -65,7 +65,7 @@ class Text2ImagePipeline:
                 denoiser = Denoiser(b.dit, emb[:1], None, 0.0)
                 latents = distilled_sample(denoiser, shape, request.seed, request.distill_steps, b.device)
             else:
-                denoiser = Denoiser(b.dit, emb[:1], uncond, request.guidance)
+                denoiser = Denoiser(b.dit, emb[:1], uncond, request.guidance, step_cache=request.step_cache)
                 noise = initial_noise(shape, request.seed).to(b.device)
                 latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("text2image"))
 
@@ -74,5 +74,6 @@ class Text2ImagePipeline:
 
         sidecar = base_sidecar(self.task, b, request)
         sidecar.update(width=width, height=height, frames=1, dit_evaluations=denoiser.calls)
+        sidecar.update(step_cache_summary(denoiser))
         sidecar["timings"] = {**timings, "total_s": round(time.perf_counter() - start, 4)}
         return Generation(frames, fps=0, sidecar=sidecar)

@@ -38,6 +38,7 @@ def image_request(request: Text2WorldRequest) -> Text2ImageRequest:
         guidance=request.image_guidance,
         seed=request.seed,
         steps=request.steps,
+        step_cache=request.step_cache,
     )
 
 
@@ -52,6 +53,7 @@ def video_request(request: Text2WorldRequest, image_url: str) -> Video2WorldRequ
         guidance=request.guidance,
         seed=request.seed,
         steps=request.steps,
+        step_cache=request.step_cache,
     )
 
 

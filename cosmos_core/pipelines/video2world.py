@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_core import media
-from cosmos_core.denoiser import Denoiser, FrameCondition
+from cosmos_core.denoiser import Denoiser, FrameCondition, step_cache_summary
 from cosmos_core.models import ModelBundle, load_bundle
 from cosmos_core.parallel import ContextParallel, check_context_parallel
 from cosmos_core.pipelines.base import (
@@ -126,7 +126,9 @@ class Video2WorldPipeline:
         with timings.stage("sampling_s"):
             shape = (1, b.vae.cfg.z_dim, latent_frames(b.preset.num_frames), height // sc, width // sc)
             condition = FrameCondition(cond_latents, num_cond_latents)
-            denoiser = Denoiser(b.dit, emb[:1], emb[1:], request.guidance, condition, self.cp)
+            denoiser = Denoiser(
+                b.dit, emb[:1], emb[1:], request.guidance, condition, self.cp, step_cache=request.step_cache
+            )
             noise = initial_noise(shape, request.seed).to(b.device)
             latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("video2world"))
 
@@ -142,5 +144,6 @@ class Video2WorldPipeline:
             conditional_latent_frames=num_cond_latents,
             dit_evaluations=denoiser.calls,
         )
+        sidecar.update(step_cache_summary(denoiser))
         sidecar["timings"] = {**timings, "total_s": round(time.perf_counter() - start, 4)}
         return Generation(video, fps=b.preset.fps, sidecar=sidecar)
