@@ -32,7 +32,6 @@ import os
 import posixpath
 import re
 import time
-import traceback
 from pathlib import Path
 
 from fsspec.core import url_to_fs
@@ -396,8 +395,8 @@ def candidates(output_root: str, row) -> list[tuple[int, str]]:
 
 def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | None = None) -> dict[str, int]:
     """A best-of-n-generate or best-of-n-score shard: this rank's stripe of rows, one record per row."""
-    from cosmos_core.worker import DEVICE_ERROR_MARKERS, ROW_ERRORS, _message
-    from manifests import ResultRecord, read_record, write_record
+    from cosmos_core.worker import run_row
+    from manifests import read_record, write_record
 
     scoring = shard.task == "best-of-n-score"
     mine = shard.rows[rank::world_size]
@@ -428,38 +427,16 @@ def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | N
         pipeline = load_guarded_pipeline(shard, device)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for row in todo:
-        start = time.perf_counter()
-        status, error, extra = "ok", None, {}
-        try:
-            extra = (
+        output = row.output if scoring else candidates_dir(shard.output_root, row.id)
+
+        def work(row=row) -> dict:
+            return (
                 score_row(critic, row, shard.output_root) if scoring else generate_row(pipeline, row, shard)
             )
-        except GuardrailBlocked as e:
-            status, error = "blocked", str(e)
-        except ROW_ERRORS as e:
-            status, error = "failed", _message(e)
-        except Exception as e:
-            if any(marker in str(e) for marker in DEVICE_ERROR_MARKERS):
-                raise
-            status, error = "failed", f"{type(e).__name__}: {e}"
-            log.error("row %d (%s) failed:\n%s", row.row_number, row.id, traceback.format_exc())
-        output = row.output if scoring else candidates_dir(shard.output_root, row.id)
-        record = ResultRecord(
-            id=row.id,
-            row_number=row.row_number,
-            status=status,
-            output=output,
-            seconds=round(time.perf_counter() - start, 3),
-            error=error,
-            shard_id=shard.shard_id,
-            rank=rank,
-            attempt=attempt,
-            extra=extra,
-        )
+
+        record = run_row(shard, row, rank, attempt, output, work)
         write_record(shard.records_dir, record)
-        counts[status] += 1
-        if error:
-            log.warning("row %d (%s): %s", row.row_number, row.id, error)
+        counts[record.status] += 1
     return counts
 
 

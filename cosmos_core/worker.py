@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 
 from pydantic import ValidationError
 
@@ -175,38 +176,16 @@ def run_shard(
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
         output = output_of(shard.task, row, shard.output_root)
-        start = time.perf_counter()
-        status, error = "ok", None
-        try:
-            request = build_request(shard.task, row, shard.output_root)
-            generation = pipeline.generate(request)
+
+        def generate(row: ResolvedRow = row, output: str = output) -> None:
+            generation = pipeline.generate(build_request(shard.task, row, shard.output_root))
             if writes:
                 save_generation(generation, output)
-        except GuardrailBlocked as e:
-            status, error = "blocked", str(e)
-        except ROW_ERRORS as e:
-            status, error = "failed", _message(e)
-        except Exception as e:
-            if any(marker in str(e) for marker in DEVICE_ERROR_MARKERS):
-                raise  # the process is unhealthy: let the shard be retried
-            status, error = "failed", f"{type(e).__name__}: {e}"
-            log.error("row %d (%s) failed:\n%s", row.row_number, row.id, traceback.format_exc())
-        record = ResultRecord(
-            id=row.id,
-            row_number=row.row_number,
-            status=status,
-            output=output,
-            seconds=round(time.perf_counter() - start, 3),
-            error=error,
-            shard_id=shard.shard_id,
-            rank=rank,
-            attempt=attempt,
-        )
+
+        record = run_row(shard, row, rank, attempt, output, generate)
         if writes:
             write_record(shard.records_dir, record)
-        counts[status] += 1
-        if error:
-            log.warning("row %d (%s): %s", row.row_number, row.id, error)
+        counts[record.status] += 1
         if rank == 0:
             log.info(
                 "progress %d/%d rows on rank 0 (%.1f s for row %d)",
@@ -216,6 +195,41 @@ def run_shard(
                 row.row_number,
             )
     return counts
+
+
+def run_row(
+    shard: Shard, row: ResolvedRow, rank: int, attempt: int, output: str, work: Callable[[], dict | None]
+) -> ResultRecord:
+    """Run one row's `work` and return its record: ok (with what `work` returns as extra), blocked by
+    the guardrail, or failed with the error. Device errors (CUDA, NCCL) propagate: the process is
+    unhealthy and the shard must be retried, not the row recorded."""
+    start = time.perf_counter()
+    status, error, extra = "ok", None, {}
+    try:
+        extra = work() or {}
+    except GuardrailBlocked as e:
+        status, error = "blocked", str(e)
+    except ROW_ERRORS as e:
+        status, error = "failed", _message(e)
+    except Exception as e:
+        if any(marker in str(e) for marker in DEVICE_ERROR_MARKERS):
+            raise
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        log.error("row %d (%s) failed:\n%s", row.row_number, row.id, traceback.format_exc())
+    if error:
+        log.warning("row %d (%s): %s", row.row_number, row.id, error)
+    return ResultRecord(
+        id=row.id,
+        row_number=row.row_number,
+        status=status,
+        output=output,
+        seconds=round(time.perf_counter() - start, 3),
+        error=error,
+        shard_id=shard.shard_id,
+        rank=rank,
+        attempt=attempt,
+        extra=extra,
+    )
 
 
 def _message(error: Exception) -> str:

@@ -22,6 +22,7 @@ from cosmos_core.pipelines import Text2WorldPipeline
 from cosmos_core.requests import Text2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.scene import HELD_OUT_SEED
+from scripts.evaluate_embedded import write_png
 
 SHEET_FRAMES = (0, 4, 8, 12, 16)
 GAP = 4  # pixels of white between tiles
@@ -30,12 +31,6 @@ GAP = 4  # pixels of white between tiles
 def ffmpeg(args: list[str], stdin: bytes | None = None) -> None:
     command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args]
     subprocess.run(command, input=stdin, check=True)
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    h, w, _ = image.shape
-    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-"]
-    ffmpeg([*raw, "-frames:v", "1", str(path)], image.tobytes())
 
 
 def write_gif(path: Path, frames: np.ndarray, fps: int, scale: int = 2) -> None:
