@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cosmos_core import media
 from cosmos_core.pipelines import Video2WorldPipeline
 from cosmos_core.requests import Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.metrics import psnr
 from cosmos_core.world.scene import HELD_OUT_SEED
-from scripts.evaluate_embedded import write_png
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         requests = []
         for i in range(args.scenes):
             scene = scene_from_seed(HELD_OUT_SEED + i)
-            write_png(Path(tmp) / f"{i}.png", render(scene, 1)[0])
+            media.write_image(f"{tmp}/{i}.png", render(scene, 1)[0])
             requests.append(Video2WorldRequest(prompt=scene.caption, input_path=f"{tmp}/{i}.png", seed=i))
         pipeline.generate(requests[0])  # warm-up
         plain = [pipeline.generate(r) for r in requests]

@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from cosmos_core import media
+from cosmos_core.acceleration import Acceleration
 from cosmos_core.checkpoints import CheckpointError
 from cosmos_core.guardrail import guard_from_args
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
@@ -103,7 +104,14 @@ def _add_model_flags(p: argparse.ArgumentParser, sizes: list[str]) -> None:
     m.add_argument("--load_ema", action="store_true", help="load the EMA weights (net_ema.)")
     m.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: the GPU if there is one)")
     m.add_argument(
-        "--use_cuda_graphs", action="store_true", help="CUDA graphs for the DiT (speed work in progress)"
+        "--use_cuda_graphs",
+        action="store_true",
+        help="replay the DiT forward from CUDA graphs (GPU; pays off for Text2Image, which is launch-bound)",
+    )
+    m.add_argument(
+        "--disable_compile",
+        action="store_true",
+        help="run the DiT without torch.compile (GPU; compiling costs tens of seconds once per process)",
     )
     m.add_argument(
         "--benchmark", action="store_true", help="generate 4 times and report the mean of runs 2-4"
@@ -286,9 +294,8 @@ def _context_parallel(args: argparse.Namespace) -> ContextParallel | None:
     return ContextParallel()
 
 
-def _note_unwired_flags(args: argparse.Namespace) -> None:
-    if args.use_cuda_graphs:
-        log.info("--use_cuda_graphs: accepted; CUDA graph capture is not wired yet (no effect)")
+def acceleration_from_args(args: argparse.Namespace) -> Acceleration:
+    return Acceleration(compile=not args.disable_compile, cuda_graphs=args.use_cuda_graphs)
 
 
 def run(
@@ -303,7 +310,6 @@ def run(
     _setup_logging()
     try:
         args.cp = _context_parallel(args)
-        _note_unwired_flags(args)
         globals_ = request_fields(args, command)
         if args.batch_input_json:
             jobs = batch_items(args.batch_input_json, command, globals_)
@@ -361,6 +367,7 @@ def text2image_main(argv: list[str] | None = None) -> int:
             args.distill_steps > 0,
             args.device,
             ema=args.load_ema,
+            acceleration=acceleration_from_args(args),
         )
 
     return run("text2image", argv, text2image_parser(), Text2ImageRequest, load, _save)
@@ -376,6 +383,7 @@ def video2world_main(argv: list[str] | None = None) -> int:
             args.dit_path or None,
             args.device,
             ema=args.load_ema,
+            acceleration=acceleration_from_args(args),
             cp=args.cp,
         )
 
@@ -393,6 +401,7 @@ def text2world_main(argv: list[str] | None = None) -> int:
             args.dit_path_video2world or None,
             args.device,
             ema=args.load_ema,
+            acceleration=acceleration_from_args(args),
             cp=args.cp,
         )
 

@@ -26,19 +26,21 @@ import contextlib
 import itertools
 import os
 import re
+import struct
 import subprocess
 import tempfile
 import uuid
+import zlib
 from collections.abc import Iterable, Iterator
 
-import imageio_ffmpeg
 import numpy as np
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 VIDEO_EXTENSIONS = (".mp4",)
-JPEG_EXTENSIONS = (".jpg", ".jpeg")  # write_image writes JPEG only
+JPEG_EXTENSIONS = (".jpg", ".jpeg")
+WRITABLE_IMAGE_EXTENSIONS = (*JPEG_EXTENSIONS, ".png")  # write_image: JPEG, or lossless PNG
 
 # imageio's quality 7 (the reference) is crf int((1 - 7/10) * 51) = 15 with x264's default preset, medium.
 # x264's output depends on its thread count (by default 1.5x the cores): a fixed count gives the same bytes on
@@ -125,12 +127,18 @@ def remove(url: str) -> None:
 
 
 def write_image(url: str, image: np.ndarray, quality: int = 85) -> None:
-    """Encode an (H, W, 3) uint8 RGB image as a JPEG (4:2:0, like PIL) at a .jpg/.jpeg URL, atomically.
+    """Write an (H, W, 3) uint8 RGB image atomically: a JPEG (4:2:0, like PIL) at a .jpg/.jpeg URL, a
+    lossless PNG at a .png URL (what an image that is read back as an input should be: Text2World's
+    intermediate first frame, an evaluation's conditioning image).
 
-    `quality` is PIL's 1-100 scale, mapped onto ffmpeg's mjpeg -q:v by `_jpeg_qscale`.
+    `quality` (JPEG only) is PIL's 1-100 scale, mapped onto ffmpeg's mjpeg -q:v by `_jpeg_qscale`.
     """
-    _check_extension(url, JPEG_EXTENSIONS, "JPEG image")
+    _check_extension(url, WRITABLE_IMAGE_EXTENSIONS, "image output")
     _check_frame(url, image, "image")
+    if _extension(url) == ".png":
+        with _atomic_output(url) as tmp, open(tmp, "wb") as f:
+            f.write(_png_bytes(image))
+        return
     if not 1 <= quality <= 100:
         raise MediaError(f"cannot write {url}: JPEG quality must be in 1..100, got {quality}")
     height, width, _ = image.shape
@@ -142,6 +150,23 @@ def write_image(url: str, image: np.ndarray, quality: int = 85) -> None:
         )
         if result.returncode != 0:
             raise MediaError(f"could not write {url}: {_reason(_log(result.stderr))}")
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    """(H, W, 3) uint8 RGB as an 8-bit RGB PNG: each row with filter type 0 (none), zlib-compressed."""
+    height, width, _ = image.shape
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), image.reshape(height, width * 3)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # bit depth 8, color type 2 (RGB)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -> None:
@@ -279,8 +304,10 @@ def _raw_input(width: int, height: int, fps: int) -> list[str]:
 
 
 def _ffmpeg_command(args: list[str]) -> list[str]:
-    # level+info tags every log line with its level, so errors can be told from stream descriptions.
+    import imageio_ffmpeg  # here, not at import: PNG writing and fsspec helpers need no ffmpeg
+
     exe = imageio_ffmpeg.get_ffmpeg_exe()
+    # level+info tags every log line with its level, so errors can be told from stream descriptions.
     return [exe, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info", "-y", *args]
 
 

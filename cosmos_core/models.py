@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
+from cosmos_core.acceleration import Acceleration, accelerate
 from cosmos_core.checkpoints import CheckpointError, load_dit, load_vae
 from cosmos_core.device import compute_dtype, configure_backends, pick_device
 from cosmos_core.dit import CosmosDiT, dit_config
@@ -75,7 +77,7 @@ class ModelBundle:
     """The networks of one preset, loaded once, on one device."""
 
     preset: ModelPreset
-    dit: CosmosDiT
+    dit: nn.Module  # CosmosDiT, or its CUDA-graph wrapper (same call)
     vae: WanVAE
     text_encoder: T5TextEncoder
     device: torch.device
@@ -91,13 +93,30 @@ def load_bundle(
     dtype: torch.dtype | None = None,
     text_encoder: T5TextEncoder | None = None,
     ema: bool = False,
+    acceleration: Acceleration | None = None,
 ) -> ModelBundle:
-    """Load a preset's DiT, VAE and T5 (or reuse `text_encoder`, e.g. shared by Text2World's two stages)."""
+    """Load a preset's DiT, VAE and T5 (or reuse `text_encoder`, e.g. shared by Text2World's two stages).
+    The DiT comes compiled (and graphed, if asked) on a CUDA GPU: see cosmos_core/acceleration.py."""
     device = pick_device(device)
     dtype = compute_dtype(device, dtype)
     configure_backends(device)
     if preset.embedded:
-        return _load_embedded(preset, device, dtype, text_encoder, dit_path)
+        bundle = _load_embedded(preset, device, dtype, text_encoder, dit_path)
+    else:
+        bundle = _load_official(preset, checkpoint_dir, dit_path, device, dtype, text_encoder, ema)
+    bundle.dit = accelerate(bundle.dit, device, acceleration)
+    return bundle
+
+
+def _load_official(
+    preset: ModelPreset,
+    checkpoint_dir: Path | None,
+    dit_path: str | Path | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    text_encoder: T5TextEncoder | None,
+    ema: bool,
+) -> ModelBundle:
     files = official_files(preset, checkpoint_dir or default_checkpoint_dir(), dit_path)
     if text_encoder is not None:
         files.text_encoder = Path("(shared)")

@@ -56,7 +56,9 @@ SHARD_TASKS = (
 
 def text2world_image_url(output_root: str, row_id: str) -> str:
     """Where stage 1 of text2world leaves a row's first frame (removed by the flow after stage 2)."""
-    return f"{output_root.rstrip('/')}/.worldmill/text2world-images/{row_id}.jpg"
+    return (
+        f"{output_root.rstrip('/')}/.worldmill/text2world-images/{row_id}.png"  # lossless: see text2world.py
+    )
 
 
 def _given(params: dict, *names: str) -> dict:

@@ -18,11 +18,11 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 
+from cosmos_core import media
 from cosmos_core.pipelines import Text2WorldPipeline
 from cosmos_core.requests import Text2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.scene import HELD_OUT_SEED
-from scripts.evaluate_embedded import write_png
 
 SHEET_FRAMES = (0, 4, 8, 12, 16)
 GAP = 4  # pixels of white between tiles
@@ -72,7 +72,7 @@ def main() -> None:
             print(f"{i}: {scene.caption}", flush=True)
     gap = np.full((GAP, rows[0].shape[1], 3), 255, np.uint8)
     sheet = np.concatenate([part for row in rows for part in (row, gap)][:-1], axis=0)
-    write_png(args.out / "contact-sheet.png", sheet)
+    media.write_image(str(args.out / "contact-sheet.png"), sheet)
     lines = [f"{i + 1}. {prompt}" for i, prompt in enumerate(prompts)]
     (args.out / "prompts.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}/contact-sheet.png, {args.gifs} GIFs and prompts.md")

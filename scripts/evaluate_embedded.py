@@ -19,13 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import tempfile
 import time
-import zlib
 from pathlib import Path
-
-import numpy as np
 
 from cosmos_core import media
 from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline
@@ -35,23 +31,6 @@ from cosmos_core.world.metrics import Score, accuracy, measure_image, measure_vi
 from cosmos_core.world.scene import HELD_OUT_SEED
 
 DEFAULT_STEPS = Text2ImageRequest.model_fields["steps"].default
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """(H, W, 3) uint8 as a lossless PNG (the conditioning image must reach the pipeline unchanged)."""
-    h, w, _ = image.shape
-    rows = b"".join(b"\x00" + image[y].tobytes() for y in range(h))  # filter type 0 per row
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -114,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                 if five:
                     media.write_video(str(condition), clip[:5], 16)
                 else:
-                    write_png(condition, clip[0])
+                    media.write_image(str(condition), clip[0])
                 request = Video2WorldRequest(
                     prompt=scene.caption,
                     input_path=str(condition),

@@ -40,7 +40,9 @@ def test_text2image_writes_image_and_sidecar(workdir):
     sidecar = json.loads(Path("out/a.jpg.json").read_text())
     assert sidecar["prompt"] == "a red ball on a gray floor" and sidecar["seed"] == 0
     assert sidecar["parameters"]["guidance"] == 4.0 and sidecar["parameters"]["steps"] == 6
-    assert sidecar["model"]["embedded"] is True and sidecar["dit_evaluations"] == 14  # (6 + 1) x 2
+    assert (
+        sidecar["model"]["embedded"] is True and sidecar["dit_evaluations"] == 12
+    )  # 6 steps x 2 (no final call)
     assert {"text_encode_s", "sampling_s", "decode_s", "total_s", "write_s"} <= set(sidecar["timings"])
 
 
@@ -249,5 +251,5 @@ def test_text2world_keeps_the_temporary_image_when_the_video_stage_fails(workdir
     monkeypatch.setattr(Video2WorldPipeline, "generate", fail)
     with pytest.raises(RuntimeError, match="injected"):
         pipeline.generate_and_save(Text2WorldRequest(prompt="a red ball", steps=2), "w/t.mp4")
-    assert Path("w/t_temp.jpg").is_file() and not Path("w/t.mp4").exists()
-    assert "the intermediate image is kept at w/t_temp.jpg" in caplog.text
+    assert Path("w/t_temp.png").is_file() and not Path("w/t.mp4").exists()
+    assert "the intermediate image is kept at w/t_temp.png" in caplog.text

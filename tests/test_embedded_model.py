@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cosmos_core import media
 from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.detect import classify_motion, detect
 from cosmos_core.world.metrics import psnr
 from cosmos_core.world.scene import HELD_OUT_SEED
-from scripts.evaluate_embedded import write_png
 
 WALL = "on a gray floor in front of a white wall."
 
@@ -54,7 +54,7 @@ def test_video2world_moves_as_the_prompt_says_and_keeps_its_first_frame(pipeline
     video2world = pipelines[1]
     scene = first_scene(motion)
     first = render(scene, 1)[0]
-    write_png(tmp_path / "first.png", first)
+    media.write_image(str(tmp_path / "first.png"), first)
     request = Video2WorldRequest(prompt=scene.caption, input_path=str(tmp_path / "first.png"), seed=1)
     video = video2world.generate(request).frames
     assert classify_motion(video) == motion, scene.caption

@@ -103,6 +103,17 @@ def test_write_image_jpeg(tmp_path: Path) -> None:
     assert (tmp_path / "q50.jpg").stat().st_size < (tmp_path / "q95.jpg").stat().st_size
 
 
+def test_write_image_png_is_lossless(tmp_path: Path) -> None:
+    """A .png URL gets a PNG that ffmpeg decodes to the very same pixels (odd sizes, every value)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    url = str(tmp_path / "sub" / "frame.png")
+    media.write_image(url, image)
+    assert Path(url).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    np.testing.assert_array_equal(media.read_image(url), image)
+    assert os.listdir(tmp_path / "sub") == ["frame.png"]
+
+
 def test_jpeg_quality_mapping() -> None:
     assert [media._jpeg_qscale(q) for q in (100, 95, 90, 85, 75, 50, 10, 1)] == [1, 2, 3, 4, 6, 11, 31, 31]
 
@@ -178,8 +189,8 @@ def test_write_video_rejects_bad_input(tmp_path: Path) -> None:
         media.write_video(url, [], fps=16)
     with pytest.raises(MediaError, match=r"must end in one of \.mp4"):
         media.write_video(str(tmp_path / "out.avi"), make_video(3), fps=16)
-    with pytest.raises(MediaError, match=r"must end in one of \.jpg, \.jpeg"):
-        media.write_image(str(tmp_path / "out.png"), make_image())
+    with pytest.raises(MediaError, match=r"must end in one of \.jpg, \.jpeg, \.png"):
+        media.write_image(str(tmp_path / "out.webp"), make_image())
     assert os.listdir(tmp_path) == []
 
 

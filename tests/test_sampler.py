@@ -71,6 +71,24 @@ def test_solver_matches_independent_float64(steps):
     assert calls == [float(s) for s in sigmas]  # each level once, the last is the final denoise
 
 
+def test_without_the_final_denoise_the_state_at_sigma_min_is_returned():
+    """final_denoise=False: the same trajectory, one call fewer, and the state at sigma_min returned."""
+    sigmas = karras_sigmas(5)
+    noise = initial_noise((1, 4, 3, 5, 5), seed=3)
+    calls, steps = [], []
+
+    def x0_fn(x, sigma):
+        calls.append(sigma)
+        return toy_x0(x, sigma)
+
+    short = sample(x0_fn, noise, sigmas, lambda i, n: steps.append((i, n)), final_denoise=False)
+    assert calls == [float(s) for s in sigmas[:-1]] and steps[-1] == (5, 5)
+    full = sample(toy_x0, noise, sigmas)
+    # the final denoise of the toy model moves the state by about sigma_min relative to its size
+    assert not torch.equal(short, full)
+    torch.testing.assert_close(toy_x0(short, float(sigmas[-1])), full)
+
+
 def test_first_and_second_order_updates_single_step():
     """One step of each kind against the closed forms (not only the whole trajectory)."""
     from cosmos_core.sampler import euler_x0_step, multistep_x0_step

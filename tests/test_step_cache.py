@@ -3,11 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from cosmos_core import media
 from cosmos_core.denoiser import Denoiser
 from cosmos_core.dit import CosmosDiT, StepCache, dit_config
 from cosmos_core.pipelines import Video2WorldPipeline
@@ -15,7 +14,6 @@ from cosmos_core.requests import Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.metrics import psnr
 from cosmos_core.world.scene import HELD_OUT_SEED
-from scripts.evaluate_embedded import write_png
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +81,7 @@ def test_embedded_video2world_with_step_caching_stays_close(tmp_path):
     """On the trained embedded model: about half the steps reuse blocks 2..8 at 0.05, PSNR >= 40 dB."""
     pipeline = Video2WorldPipeline.load(model_size="embedded", device="cpu")
     scene = scene_from_seed(HELD_OUT_SEED)
-    write_png(Path(tmp_path / "first.png"), render(scene, 1)[0])
+    media.write_image(str(tmp_path / "first.png"), render(scene, 1)[0])
     request = Video2WorldRequest(prompt=scene.caption, input_path=str(tmp_path / "first.png"), seed=0)
     plain = pipeline.generate(request)
     cached = pipeline.generate(request.model_copy(update={"step_cache": 0.05}))

@@ -22,6 +22,10 @@ from cosmos_core.presets import ModelPreset, model_preset, text2image_preset, vi
 log = logging.getLogger("cosmos_core")
 
 DEFAULT_MODEL_SIZE = "2B"
+# The reference ends sampling with one more denoiser call at sigma_min (0.002); its x0 differs from the
+# state there by invisible noise: 52-63 dB PSNR between the two decoded images on the embedded model
+# (same seed, 35 steps). Leaving it out saves 1 of 36 DiT calls (2 of 72 evaluations with guidance).
+FINAL_DENOISE = False
 
 
 def resolve_preset(

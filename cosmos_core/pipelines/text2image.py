@@ -8,9 +8,11 @@ from pathlib import Path
 
 import torch
 
+from cosmos_core.acceleration import Acceleration
 from cosmos_core.denoiser import Denoiser, step_cache_summary
 from cosmos_core.models import ModelBundle, load_bundle
 from cosmos_core.pipelines.base import (
+    FINAL_DENOISE,
     Generation,
     Timings,
     base_sidecar,
@@ -39,11 +41,22 @@ class Text2ImagePipeline:
         device: str | None = None,
         text_encoder: T5TextEncoder | None = None,
         ema: bool = False,
+        acceleration: Acceleration | None = None,
     ) -> Text2ImagePipeline:
         preset = resolve_preset("text2image", model_size, checkpoint_dir, dit_path=dit_path)
         if distilled and not preset.embedded:
             preset = dataclasses.replace(preset, dit_file="model_distilled.pt")
-        return cls(load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema))
+        return cls(
+            load_bundle(
+                preset,
+                checkpoint_dir,
+                dit_path,
+                device,
+                text_encoder=text_encoder,
+                ema=ema,
+                acceleration=acceleration,
+            )
+        )
 
     @torch.no_grad()
     def generate(self, request: Text2ImageRequest) -> Generation:
@@ -67,7 +80,13 @@ class Text2ImagePipeline:
             else:
                 denoiser = Denoiser(b.dit, emb[:1], uncond, request.guidance, step_cache=request.step_cache)
                 noise = initial_noise(shape, request.seed).to(b.device)
-                latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("text2image"))
+                latents = sample(
+                    denoiser,
+                    noise,
+                    karras_sigmas(request.steps),
+                    progress("text2image"),
+                    final_denoise=FINAL_DENOISE,
+                )
 
         with timings.stage("decode_s"):
             frames = to_uint8_frames(b.vae.decode(latents.to(b.dtype)))

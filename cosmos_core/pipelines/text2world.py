@@ -1,8 +1,10 @@
 """Text2World: Text2Image makes the first frame, Video2World animates it (1 conditioning frame).
 
-Reference: examples/text2world.py. The image goes through storage as `<output base>_temp.jpg` (so a
+Reference: examples/text2world.py. The image goes through storage as `<output base>_temp.png` (so a
 batch can run the two stages apart, and a failure leaves the intermediate to inspect): it is removed
-when the video is written, and kept, with a log line, when the video stage fails. The Video2World
+when the video is written, and kept, with a log line, when the video stage fails. The reference writes
+a JPEG (`_temp.jpg`, quality 85, 4:2:0 chroma): the video stage then starts from a lossy first frame,
+which costs small saturated objects their color; a lossless PNG gives it the image stage's pixels. The Video2World
 input path center-crops it to the video size. Both stages share one T5 encoder.
 """
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import torch
 
 from cosmos_core import media
+from cosmos_core.acceleration import Acceleration
 from cosmos_core.parallel import ContextParallel
 from cosmos_core.pipelines.base import Generation, save_generation
 from cosmos_core.pipelines.text2image import Text2ImagePipeline
@@ -26,7 +29,7 @@ log = logging.getLogger("cosmos_core")
 
 def temp_image_url(output_url: str) -> str:
     base, _ext = posixpath.splitext(output_url)
-    return f"{base}_temp.jpg"
+    return f"{base}_temp.png"
 
 
 def image_request(request: Text2WorldRequest) -> Text2ImageRequest:
@@ -80,9 +83,18 @@ class Text2WorldPipeline:
         device: str | None = None,
         ema: bool = False,
         cp: ContextParallel | None = None,
+        acceleration: Acceleration | None = None,
     ) -> Text2WorldPipeline:
         video2world = Video2WorldPipeline.load(
-            model_size, resolution, fps, checkpoint_dir, dit_path_video2world, device, ema=ema, cp=cp
+            model_size,
+            resolution,
+            fps,
+            checkpoint_dir,
+            dit_path_video2world,
+            device,
+            ema=ema,
+            cp=cp,
+            acceleration=acceleration,
         )
         image_size = "embedded" if video2world.bundle.preset.embedded else model_size
         text2image = Text2ImagePipeline.load(
@@ -92,6 +104,7 @@ class Text2WorldPipeline:
             device=device,
             text_encoder=video2world.bundle.text_encoder,
             ema=ema,
+            acceleration=acceleration,
         )
         return cls(text2image, video2world)
 

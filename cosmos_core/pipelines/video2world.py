@@ -17,10 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_core import media
+from cosmos_core.acceleration import Acceleration
 from cosmos_core.denoiser import Denoiser, FrameCondition, step_cache_summary
 from cosmos_core.models import ModelBundle, load_bundle
 from cosmos_core.parallel import ContextParallel, check_context_parallel
 from cosmos_core.pipelines.base import (
+    FINAL_DENOISE,
     Generation,
     Timings,
     base_sidecar,
@@ -95,17 +97,39 @@ class Video2WorldPipeline:
         text_encoder: T5TextEncoder | None = None,
         ema: bool = False,
         cp: ContextParallel | None = None,
+        acceleration: Acceleration | None = None,
     ) -> Video2WorldPipeline:
         preset = resolve_preset(
             "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
         )
-        bundle = load_bundle(preset, checkpoint_dir, dit_path, device, text_encoder=text_encoder, ema=ema)
+        bundle = load_bundle(
+            preset,
+            checkpoint_dir,
+            dit_path,
+            device,
+            text_encoder=text_encoder,
+            ema=ema,
+            acceleration=acceleration,
+        )
         if cp is not None:
             check_context_parallel(cp.world_size, bundle.dit.cfg.num_heads, latent_frames(preset.num_frames))
         return cls(bundle, cp)
 
-    @torch.no_grad()
     def generate(self, request: Video2WorldRequest) -> Generation:
+        """Read the request's conditioning image or video, then generate from it."""
+        start = time.perf_counter()
+        frames = read_conditioning_frames(request.input_path, request.num_conditional_frames)
+        read_s = time.perf_counter() - start
+        generation = self.generate_from_frames(request, frames)
+        timings = generation.sidecar["timings"]
+        timings["read_input_s"] = round(read_s, 4)
+        timings["total_s"] = round(timings["total_s"] + read_s, 4)
+        return generation
+
+    @torch.no_grad()
+    def generate_from_frames(self, request: Video2WorldRequest, frames: np.ndarray) -> Generation:
+        """Generate from conditioning frames already in memory: (n, H, W, 3) uint8, n >= the request's
+        num_conditional_frames (the last ones are used; request.input_path is not read)."""
         b = self.bundle
         start = time.perf_counter()
         timings = Timings()
@@ -113,8 +137,13 @@ class Video2WorldPipeline:
         sc = b.vae.spatial_compression
         num_cond_latents = latent_frames(request.num_conditional_frames)
 
-        with timings.stage("read_input_s"):
-            frames = read_conditioning_frames(request.input_path, request.num_conditional_frames)
+        if frames.ndim != 4 or frames.shape[0] < request.num_conditional_frames or frames.shape[-1] != 3:
+            raise ConditioningError(
+                f"conditioning frames should be (n >= {request.num_conditional_frames}, H, W, 3) uint8, "
+                f"got {tuple(frames.shape)}"
+            )
+        with timings.stage("prepare_input_s"):
+            frames = frames[-request.num_conditional_frames :]
             condition_video = resize_cover_center_crop(frames, width, height).to(b.device)
 
         with timings.stage("vae_encode_s"):
@@ -130,7 +159,13 @@ class Video2WorldPipeline:
                 b.dit, emb[:1], emb[1:], request.guidance, condition, self.cp, step_cache=request.step_cache
             )
             noise = initial_noise(shape, request.seed).to(b.device)
-            latents = sample(denoiser, noise, karras_sigmas(request.steps), progress("video2world"))
+            latents = sample(
+                denoiser,
+                noise,
+                karras_sigmas(request.steps),
+                progress("video2world"),
+                final_denoise=FINAL_DENOISE,
+            )
 
         with timings.stage("decode_s"):
             video = to_uint8_frames(b.vae.decode(latents.to(b.dtype)))

@@ -1,0 +1,546 @@
+"""GPU speed of the whole stack, ours next to diffusers (the peer to beat), with the same random weights.
+
+    python benchmarks/gpu_speed.py --sections dit,vae,t5,generate --out benchmarks/results/<date>-<gpu>.json
+
+Sections (`dit=2B-720p+14B-720p` picks the dit shapes inline; each adds its entries to --out, which several calls can fill in turn; a 10-minute device call
+holds a few sections, not all):
+  dit       one DiT forward per shape (--shapes): ours eager, ours compiled (the pipelines' default on a GPU),
+            ours compiled + CUDA graphs (Text2Image only: it is launch-bound), diffusers as shipped and at
+            its best (cuDNN attention backend + torch.compile of each block). ms, TFLOP/s against the
+            counted FLOPs, peak memory, ours/diffusers, and how far the outputs differ.
+  profile   the 2B 720p compiled forward under torch.profiler: the kernels that take the time.
+  attention SDPA alone at the 2B 720p self-attention shape, per backend and memory layout.
+  vae       Wan2.1 VAE decode of a 720p 93-frame clip: ours (as the pipelines run it) and diffusers'
+            AutoencoderKLWan.
+  t5        T5-11B encoder (random, our plain-torch T5) over the prompt and the negative prompt, 512 tokens.
+  generate  full generations through our pipelines at the reference's defaults (35 steps, guidance 7 / 4):
+            2B Text2Image 1024 and 2B Video2World 720p 93 frames, warm (the model loaded and compiled, as in
+            a batch worker): T5 + all DiT evaluations + VAE decode + uint8 frames; the image is written as a
+            PNG. The MP4 write needs ffmpeg, which the device image lacks: section `write` times it alone.
+  write     H.264 encoding of a 720p 93-frame clip as the pipelines write it (runs on any machine).
+Needs a CUDA GPU (all but `write`) and diffusers (dit, vae).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.dit_forward import SHAPES, diffusers_best, diffusers_twin, dit_flops, time_cuda
+from cosmos_core import media
+from cosmos_core.acceleration import CudaGraphDiT, compile_blocks
+from cosmos_core.device import configure_backends
+from cosmos_core.dit import CosmosDiT, dit_config
+
+SECTIONS = ("dit", "profile", "attention", "vae", "t5", "generate", "write")
+# google-t5/t5-11b's encoder (what Cosmos-Predict2 uses): T5 v1.0, ReLU feed-forward.
+T5_11B = dict(vocab_size=32128, d_model=1024, d_kv=128, d_ff=65536, num_layers=24, num_heads=128)
+VIDEO_LATENTS = (24, 88, 160)  # 93 frames at 1280x704 (the 720p 16:9 size)
+
+
+def measure(fn: Callable[[], object], warmup: int, iters: int) -> dict:
+    """Median of CUDA-event timings after warm-up (dit_forward.time_cuda), and the peak memory."""
+    torch.cuda.reset_peak_memory_stats()
+    times = time_cuda(fn, warmup, iters)
+    return {
+        "ms": statistics.median(times),
+        "ms_all": [round(t, 3) for t in times],
+        "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+    }
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def fresh() -> None:
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------------------------
+# DiT forward
+# ----------------------------------------------------------------------------------------------------
+
+
+def dit_inputs(cfg, T: int, H: int, W: int, device: torch.device, batch: int = 1):
+    gen = torch.Generator(device).manual_seed(0)
+    x = torch.randn(batch, cfg.latent_channels, T, H, W, device=device, generator=gen, dtype=torch.bfloat16)
+    t = torch.rand(batch, T, device=device, generator=gen).to(torch.bfloat16)
+    text = torch.randn(batch, 512, cfg.crossattn_dim, device=device, generator=gen, dtype=torch.bfloat16)
+    mask = None
+    if cfg.condition_mask:
+        mask = torch.zeros(batch, 1, T, H, W, device=device, dtype=torch.bfloat16)
+        mask[:, :, :1] = 1
+    return x, t, text, mask
+
+
+def bench_dit(shape: str, device: torch.device, warmup: int, iters: int, variants: list[str]) -> dict:
+    preset, (T, H, W) = SHAPES[shape]
+    cfg = dit_config(preset)
+    torch.manual_seed(0)
+    with torch.device(device):
+        ours = CosmosDiT(cfg).to(torch.bfloat16).eval().requires_grad_(False)
+    theirs = diffusers_twin(ours)  # shares our weight tensors
+    x, t, text, mask = dit_inputs(cfg, T, H, W, device)
+    flops = dit_flops(cfg, T, H, W)
+    out = {"preset": preset, "latent_thw": [T, H, W], "gflop": flops / 1e9}
+
+    def run_ours(model=ours):
+        return model(x, t, text, condition_mask=mask)
+
+    def run_theirs():
+        return theirs(
+            hidden_states=x,
+            timestep=t[:, None, :, None, None],
+            encoder_hidden_states=text,
+            condition_mask=mask,
+            padding_mask=torch.zeros(1, 1, H, W, device=device, dtype=torch.bfloat16),
+            return_dict=False,
+        )[0]
+
+    with torch.no_grad():
+        reference = run_ours()
+        out["rel_diff_ours_vs_diffusers"] = rel_diff(reference, run_theirs())
+        graphed = CudaGraphDiT(ours)
+        plan = [
+            ("ours", run_ours),
+            ("ours_compiled", run_ours),  # after compile_blocks below
+            ("ours_compiled_cuda_graphs", lambda: graphed(x, t, text, condition_mask=mask)),
+            ("diffusers", run_theirs),
+            ("diffusers_best", diffusers_best(theirs, run_theirs)),
+        ]
+        for name, fn in plan:
+            if name == "ours_compiled":
+                compile_blocks(ours)
+            if name not in variants:
+                continue
+            wall = time.perf_counter()
+            r = measure(fn, warmup, iters)
+            r["tflops"] = flops / r["ms"] / 1e9
+            r["wall_s"] = round(time.perf_counter() - wall, 1)
+            if name.startswith("ours_"):
+                r["rel_diff_vs_eager"] = rel_diff(fn(), reference)
+            out[name] = r
+            print(
+                f"  {shape:12s} {name:26s} {r['ms']:9.2f} ms {r['tflops']:6.1f} TFLOP/s peak {r['peak_gb']:5.1f} GB",
+                flush=True,
+            )
+    best_ours = min((out[k]["ms"], k) for k in out if k.startswith("ours") and isinstance(out[k], dict))
+    theirs_keys = [k for k in ("diffusers_best", "diffusers") if k in out]
+    if theirs_keys:
+        best_theirs = min((out[k]["ms"], k) for k in theirs_keys)
+        out["best_ours"], out["best_diffusers"] = best_ours[1], best_theirs[1]
+        out["ratio_best_ours_over_best_diffusers"] = best_ours[0] / best_theirs[0]
+        print(
+            f"  {shape:12s} best ours {best_ours[0]:.2f} ms ({best_ours[1]}) / best diffusers "
+            f"{best_theirs[0]:.2f} ms ({best_theirs[1]}) = {out['ratio_best_ours_over_best_diffusers']:.3f}"
+        )
+    return out
+
+
+def profile_forward(device: torch.device, out_dir: Path) -> dict:
+    """Top CUDA kernels of one compiled 2B 720p forward (Video2World)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    preset, (T, H, W) = SHAPES["2B-720p"]
+    cfg = dit_config(preset)
+    with torch.device(device):
+        ours = CosmosDiT(cfg).to(torch.bfloat16).eval().requires_grad_(False)
+    compile_blocks(ours)
+    x, t, text, mask = dit_inputs(cfg, T, H, W, device)
+    with torch.no_grad():
+        for _ in range(2):
+            ours(x, t, text, condition_mask=mask)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            ours(x, t, text, condition_mask=mask)
+            torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="device_time_total", row_limit=25, max_name_column_width=90)
+    (out_dir / "profile-2B-720p-compiled.txt").write_text(table)
+    print(table, flush=True)
+    totals = sorted(((e.key, e.device_time_total / 1e3) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    return {"top_kernels_ms": [[k[:120], round(v, 2)] for k, v in totals[:25]]}
+
+
+def bench_attention(device: torch.device, iters: int) -> dict:
+    """SDPA at the 2B 720p shapes (84,480 tokens, 16 heads x 128) per backend: cross-attention over the
+    512 text tokens, and self-attention in two memory layouts: (B, H, L, D) contiguous, or the
+    (B, L, H, D) buffer the projections write, seen transposed."""
+    from torch.nn.attention import SDPBackend
+
+    B, H, L, D = 1, 16, 84480, 128
+    gen = torch.Generator(device).manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, device=device, dtype=torch.bfloat16, generator=gen)
+
+    out = {"shape_bhld": [B, H, L, D], "gflop": 4 * B * H * L * L * D / 1e9}
+    cudnn, flash, efficient = (
+        SDPBackend.CUDNN_ATTENTION,
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+    )
+    cross = (randn(B, H, L, D), randn(B, H, 512, D), randn(B, H, 512, D))
+    self_bhld = tuple(randn(B, H, L, D) for _ in range(3))
+    self_blhd = tuple(randn(B, L, H, D).transpose(1, 2) for _ in range(3))
+    cases = [("cross_512", cross, (cudnn, flash, efficient)), ("bhld", self_bhld, (cudnn, flash))]
+    cases.append(("blhd", self_blhd, (cudnn, flash)))
+    for case, qkv, backends in cases:
+        for backend in backends:
+            name = f"{backend.name.split('_')[0].lower()}_{case}"
+            out[name] = time_sdpa(qkv, backend, iters)
+            print(
+                f"  sdpa {name:18s} {out[name]['ms']:8.2f} ms {out[name]['tflops']:4.0f} TFLOP/s", flush=True
+            )
+    return out
+
+
+def time_sdpa(qkv: tuple[torch.Tensor, ...], backend, iters: int) -> dict:
+    from torch.nn.attention import sdpa_kernel
+
+    q, k, v = qkv
+    with sdpa_kernel([backend]), torch.no_grad():
+        r = measure(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v), 2, iters)
+    r["tflops"] = 4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3] / r["ms"] / 1e9
+    return r
+
+
+# ----------------------------------------------------------------------------------------------------
+# VAE decode
+# ----------------------------------------------------------------------------------------------------
+
+
+def bench_vae(device: torch.device, iters: int, channels_last_variant: bool = True) -> dict:
+    from diffusers import AutoencoderKLWan
+
+    from cosmos_core.vae import VAE_PRESETS, WanVAE, vae_key_from_diffusers
+
+    cfg = VAE_PRESETS["wan2.1"]
+    torch.manual_seed(0)
+    ours = WanVAE(cfg).to(device, torch.bfloat16).eval().requires_grad_(False)
+    theirs = AutoencoderKLWan(
+        base_dim=cfg.dim,
+        z_dim=cfg.z_dim,
+        dim_mult=list(cfg.dim_mult),
+        num_res_blocks=cfg.num_res_blocks,
+        temperal_downsample=list(cfg.temporal_downsample),
+        latents_mean=list(cfg.latents_mean),
+        latents_std=list(cfg.latents_std),
+    )
+    state = ours.state_dict()
+    theirs.load_state_dict(
+        {k: state[vae_key_from_diffusers(k, cfg.num_res_blocks)] for k in theirs.state_dict()}
+    )
+    theirs = theirs.to(device, torch.bfloat16).eval().requires_grad_(False)
+    z = torch.randn(
+        1, cfg.z_dim, *VIDEO_LATENTS, device=device, generator=torch.Generator(device).manual_seed(0)
+    )
+    z = z.to(torch.bfloat16)
+    raw = (z.float() * ours.latents_std + ours.latents_mean).to(torch.bfloat16)  # diffusers takes raw latents
+
+    def run_ours():
+        return ours.decode(z)
+
+    def run_ours_channels_last():
+        return channels_last.decode(z.to(memory_format=torch.channels_last_3d))
+
+    def run_theirs():
+        return theirs.decode(raw, return_dict=False)[0]
+
+    out = {"latents": list(z.shape), "frames": 1 + 4 * (VIDEO_LATENTS[0] - 1)}
+    with torch.no_grad():
+        out["rel_diff_ours_vs_diffusers"] = rel_diff(run_ours().clamp(-1, 1), run_theirs())
+        # cudnn.benchmark (autotuned convolution algorithms) was timed too: no change for either (+-0.3%)
+        runs = [("ours", run_ours), ("diffusers", run_theirs)]
+        channels_last = None
+        if channels_last_variant:
+            channels_last = copy.deepcopy(ours)
+            for module in channels_last.modules():
+                if isinstance(module, torch.nn.Conv3d):
+                    module.to(memory_format=torch.channels_last_3d)
+            runs.insert(1, ("ours_channels_last_3d", run_ours_channels_last))
+            out["rel_diff_channels_last"] = rel_diff(run_ours_channels_last(), run_ours())
+        for name, fn in runs:
+            r = measure(fn, 1, iters)
+            out[name] = r
+            print(f"  vae decode {name:28s} {r['ms']:9.1f} ms peak {r['peak_gb']:5.1f} GB", flush=True)
+        out["ratio_ours_over_diffusers"] = out["ours"]["ms"] / out["diffusers"]["ms"]
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run_ours()
+            torch.cuda.synchronize()
+        averages = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+        out["ours_top_kernels_ms"] = [
+            [e.key[:100], round(e.device_time_total / 1e3, 1), e.count] for e in averages[:15]
+        ]
+        for name, ms, count in out["ours_top_kernels_ms"]:
+            print(f"    {ms:8.1f} ms {count:5d}x {name}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# T5
+# ----------------------------------------------------------------------------------------------------
+
+
+def t5_11b(device: torch.device):
+    from cosmos_core.small_t5 import SmallT5Config, SmallT5Encoder
+
+    with torch.device(device):
+        model = SmallT5Encoder(SmallT5Config(**T5_11B))
+    return model.to(torch.bfloat16).eval().requires_grad_(False)
+
+
+def bench_t5(device: torch.device, iters: int) -> dict:
+    model = t5_11b(device)
+    params = sum(p.numel() for p in model.parameters())
+    ids = torch.randint(0, 32000, (2, 512), device=device)
+    mask = torch.ones(2, 512, dtype=torch.long, device=device)
+    mask[:, 80:] = 0  # a typical prompt: the rest is padding (encoded anyway, masked out)
+    with torch.no_grad():
+        r = measure(lambda: model(input_ids=ids, attention_mask=mask), 2, iters)
+    r["params_b"] = params / 1e9
+    r["tflops"] = 2 * (params - T5_11B["vocab_size"] * T5_11B["d_model"]) * ids.numel() / r["ms"] / 1e9
+    print(
+        f"  t5-11b encode 2 x 512 tokens {r['ms']:.1f} ms {r['tflops']:.0f} TFLOP/s peak {r['peak_gb']:.1f} GB"
+    )
+    return r
+
+
+# ----------------------------------------------------------------------------------------------------
+# Full generations
+# ----------------------------------------------------------------------------------------------------
+
+
+def random_bundle(task: str, device: torch.device, cuda_graphs: bool):
+    """A 2B preset's networks with random weights (no checkpoint can be fetched), accelerated as the
+    pipelines load them. T5-11B runs with the embedded model's word tokenizer (tokenizing is not timed work
+    worth speaking of; the encoder runs at the full 512 tokens either way)."""
+    from cosmos_core.acceleration import Acceleration, accelerate
+    from cosmos_core.models import EMBEDDED_DIR, ModelBundle
+    from cosmos_core.presets import text2image_preset, video2world_preset
+    from cosmos_core.small_t5 import WordTokenizer
+    from cosmos_core.text_encoder import T5TextEncoder
+    from cosmos_core.vae import VAE_PRESETS, WanVAE
+
+    preset = text2image_preset("2B") if task == "text2image" else video2world_preset("2B", "720", 16)
+    torch.manual_seed(0)
+    with torch.device(device):
+        dit = CosmosDiT(dit_config(preset.dit))
+        vae = WanVAE(VAE_PRESETS[preset.vae])
+    dit = dit.to(torch.bfloat16).eval().requires_grad_(False)
+    vae = vae.to(torch.bfloat16).eval().requires_grad_(False)
+    encoder = T5TextEncoder(t5_11b(device), WordTokenizer(EMBEDDED_DIR / "t5" / "tokenizer.json"))
+    dit = accelerate(dit, device, Acceleration(compile=True, cuda_graphs=cuda_graphs))
+    return ModelBundle(
+        preset, dit, vae, encoder, device, torch.bfloat16, {"preset": preset.name, "random": True}
+    )
+
+
+def timed_generation(generate: Callable[[], object]) -> tuple[object, dict]:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    generation = generate()
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - start
+    return generation, {
+        "wall_s": round(wall, 3),
+        "peak_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "timings": generation.sidecar["timings"],
+        "dit_evaluations": generation.sidecar["dit_evaluations"],
+    }
+
+
+def bench_generate(device: torch.device, which: list[str], out_dir: Path) -> dict:
+    from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline
+    from cosmos_core.requests import Text2ImageRequest, Video2WorldRequest
+
+    out = {}
+    prompt = "A robot arm picks up a red cube from a wooden table and places it in a blue bin."
+    if "text2image" in which:
+        for graphs in (False, True):
+            pipeline = Text2ImagePipeline(random_bundle("text2image", device, cuda_graphs=graphs))
+            start = time.perf_counter()
+            pipeline.generate(
+                Text2ImageRequest(prompt=prompt + " warm-up", aspect_ratio="1:1")
+            )  # compiles, captures
+            warm_up_s = time.perf_counter() - start
+            runs = []
+            for i in range(3):  # a new prompt each time: T5 runs every time (its cache would hide it)
+                generation, r = timed_generation(
+                    lambda i=i, pipeline=pipeline: pipeline.generate(
+                        Text2ImageRequest(prompt=f"{prompt} Take {i}.", aspect_ratio="1:1")
+                    )
+                )
+                start = time.perf_counter()
+                media.write_image(str(out_dir / "t2i.png"), generation.frames[0])
+                r["write_png_s"] = round(time.perf_counter() - start, 3)
+                r["total_with_write_s"] = round(r["wall_s"] + r["write_png_s"], 3)
+                runs.append(r)
+            key = "2B-text2image-1024" + ("-cuda-graphs" if graphs else "")
+            out[key] = {
+                "first_call_s": round(warm_up_s, 1),
+                "runs": runs,
+                "median_total_with_write_s": statistics.median(r["total_with_write_s"] for r in runs),
+            }
+            print(
+                f"  {key}: first call {warm_up_s:.1f} s, then {[r['total_with_write_s'] for r in runs]} s",
+                flush=True,
+            )
+            del pipeline
+            fresh()
+    if "video2world" in which:
+        pipeline = Video2WorldPipeline(random_bundle("video2world", device, cuda_graphs=False))
+        rng = np.random.default_rng(0)
+        frames = rng.integers(0, 256, (1, 704, 1280, 3), dtype=np.uint8)
+        start = time.perf_counter()
+        pipeline.generate_from_frames(Video2WorldRequest(prompt=prompt, input_path="in.png", steps=2), frames)
+        warm_up_s = time.perf_counter() - start
+        generation, r = timed_generation(
+            lambda: pipeline.generate_from_frames(
+                Video2WorldRequest(prompt=prompt + " Again.", input_path="in.png"), frames
+            )
+        )
+        r["warm_up_s"] = round(warm_up_s, 1)
+        r["frames"] = list(generation.frames.shape)
+        out["2B-video2world-720p-93f"] = r
+        print(
+            f"  2B video2world 720p: {r['wall_s']:.1f} s (without the MP4 write), peak {r['peak_gb']:.1f} GB, {r['timings']}",
+            flush=True,
+        )
+        del pipeline
+        fresh()
+    return out
+
+
+def bench_write() -> dict:
+    """H.264 encode of 93 frames at 1280x704 (smooth moving content, like a generation), as the pipelines write."""
+    y, x = np.mgrid[0:704, 0:1280]
+    frames = np.stack(
+        [
+            np.stack([(x + 4 * i) % 256, (y + 2 * i) % 256, ((x + y) // 2 + i) % 256], -1).astype(np.uint8)
+            for i in range(93)
+        ]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            media.write_video(f"{tmp}/v.mp4", frames, 16)
+            times.append(time.perf_counter() - start)
+    r = {
+        "s": statistics.median(times),
+        "s_all": [round(t, 3) for t in times],
+        "frames": 93,
+        "size": "1280x704",
+    }
+    print(f"  mp4 write 93 frames 1280x704: {r['s']:.2f} s")
+    return r
+
+
+# ----------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--sections", default="dit,vae,t5,generate", help=f"comma-separated: {', '.join(SECTIONS)}"
+    )
+    p.add_argument("--shapes", default="2B-T2I-1024,2B-720p,2B-480p,14B-720p", help="dit section shapes")
+    p.add_argument(
+        "--variants",
+        default="ours,ours_compiled,ours_compiled_cuda_graphs,diffusers,diffusers_best",
+        help="dit section variants (CUDA graphs are timed for Text2Image only)",
+    )
+    p.add_argument("--generations", default="text2image,video2world")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--out", type=Path, required=True, help="results JSON (read and updated)")
+    args = p.parse_args()
+    sections = args.sections.split(",")
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    out_dir = args.out.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    if sections != ["write"]:
+        device = torch.device("cuda", torch.cuda.current_device())
+        configure_backends(device)
+        results.setdefault("machine", {}).update(gpu=torch.cuda.get_device_name(), torch=torch.__version__)
+        try:
+            import diffusers
+
+            results["machine"]["diffusers"] = diffusers.__version__
+        except ImportError:
+            pass
+    for section in sections:
+        start = time.perf_counter()
+        print(f"[{section}]", flush=True)
+        try:
+            run_section(section, args, results, device if sections != ["write"] else None, out_dir, save)
+            fresh()  # the section's models are gone with its frames: give their memory back
+        except Exception as error:  # one broken section must not lose the others' numbers
+            import traceback
+
+            traceback.print_exc()
+            results.setdefault("errors", {})[section] = f"{type(error).__name__}: {error}"
+            fresh()
+        results.setdefault("section_wall_s", {})[section] = round(time.perf_counter() - start, 1)
+        save()
+
+
+def run_section(section: str, args, results: dict, device, out_dir: Path, save) -> None:
+    if section.split("=")[0] == "dit":  # dit=SHAPE+SHAPE: these shapes instead of --shapes
+        entry = results.setdefault("dit_forward", {})
+        shapes = section.split("=")[1].split("+") if "=" in section else args.shapes.split(",")
+        for shape in shapes:
+            variants = args.variants.split(",")
+            if shape != "2B-T2I-1024":
+                variants = [v for v in variants if v != "ours_compiled_cuda_graphs"]
+            big = shape.startswith("14B")
+            entry[shape] = bench_dit(
+                shape, device, 1 if big else args.warmup, 3 if big else args.iters, variants
+            )
+            fresh()
+            save()
+    elif section == "profile":
+        results["profile_2B_720p_compiled"] = profile_forward(device, out_dir)
+    elif section == "attention":
+        results["sdpa_2B_720p_attention"] = bench_attention(device, args.iters)
+    elif section == "vae":
+        results["vae_decode_720p_93f"] = bench_vae(device, 3)
+    elif section == "t5":
+        results["t5_11b_encode"] = bench_t5(device, args.iters)
+    elif section == "generate":
+        results.setdefault("generate", {}).update(
+            bench_generate(device, args.generations.split(","), out_dir)
+        )
+    elif section == "write":
+        import os
+
+        results["mp4_write_720p_93f"] = {**bench_write(), "cpus": os.cpu_count()}
+    else:
+        raise SystemExit(f"unknown section {section!r}; choose from {', '.join(SECTIONS)}")
+
+
+if __name__ == "__main__":
+    main()
