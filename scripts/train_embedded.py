@@ -25,9 +25,16 @@ is the stage's training time plus setup: rendering and encoding the scenes, vali
     python scripts/train_embedded.py --stage v2w --minutes 6.0 --workdir $OUT/embedded
     python scripts/train_embedded.py --stage export --workdir runs/embedded      # here: cosmos_core/embedded/
 To train the DiTs again on the shipped VAE and T5 (they fix the latents and the embeddings; no
-transformers needed, so a device call carries fewer wheels), start a workdir from them:
-    python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded \
-        --batch_size 1024 --train_minutes 8.5 --minutes 9.3 --workdir $OUT/embedded
+transformers needed, so a device call carries fewer wheels), start a workdir from them; with
+--warm_start the DiTs continue from the shipped ones under a new schedule. The shipped DiTs then had
+these (both stages at once on one H100, one call; then Text2Image once more, alone):
+    python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded --warm_start \
+        --batch_size 1024 --train_minutes 6.5 --scenes 120000 --minutes 9.3 --workers 7 --workdir $OUT/t2i
+    python scripts/train_embedded.py --stage v2w --from_shipped cosmos_core/embedded --warm_start \
+        --batch_size 256 --train_minutes 6.5 --scenes 16000 --minutes 9.3 --workers 8 --workdir $OUT/v2w
+    python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded --warm_start \
+        --batch_size 1024 --train_minutes 5.2 --scenes 160000 --minutes 6.7 --workers 14 --workdir $OUT/t2i
+The log (training-log.json) keeps every call's records, a {"call": ...} record between them.
 A call that runs out of time leaves its stage unfinished; the same command with --resume continues it.
 Training objective (matching cosmos_core/denoiser.py and sampler.py): x_t = (1 - t) x0 + t eps, the DiT
 predicts eps - x0 at timestep t; Video2World's first 1 (or 2) latent frames are the clean latents with
@@ -212,10 +219,11 @@ def append_log(workdir: Path, stage: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def adopt_shipped(workdir: Path, folder: Path) -> None:
+def adopt_shipped(workdir: Path, folder: Path, warm_start: bool = False) -> None:
     """Start a workdir from shipped-layout weights: folder/vae.safetensors (statistics folded in: mean 0,
     std 1) becomes the finished VAE stage and folder/t5/ the text encoder, so the DiT stages can train
-    again on the same latents and embeddings."""
+    again on the same latents and embeddings. With `warm_start` the shipped DiTs are copied too, as
+    <stage>.init.safetensors: a new DiT stage starts from them instead of from adaLN-Zero."""
     if (workdir / "vae.pt").exists() or (workdir / "t5.safetensors").exists():
         raise SystemExit(f"--from_shipped {folder}: {workdir} has a VAE or T5 of its own already")
     vae = load_vae(folder / "vae.safetensors", VAE_PRESETS["embedded"])  # strict; names the file on error
@@ -224,6 +232,11 @@ def adopt_shipped(workdir: Path, folder: Path) -> None:
     record = {"model": vae.state_dict(), "step": 0, "train_seconds": 0.0, "finished": True}
     save_atomic({**record, "latents_mean": torch.zeros(z), "latents_std": torch.ones(z)}, workdir / "vae.pt")
     shutil.copytree(folder / "t5", workdir / "t5", dirs_exist_ok=True)
+    if warm_start:
+        for stage, preset in PRESETS.items():
+            shipped = folder / f"{model_preset(preset).dit_file}.safetensors"
+            if shipped.is_file():
+                shutil.copy2(shipped, workdir / f"{stage}.init.safetensors")
 
 
 def copy_resume(source: Path, workdir: Path) -> None:
@@ -647,8 +660,12 @@ def train_dit(run: Run, stage: str) -> None:
     del vae, encoder
     checkpoint = load_checkpoint(run.workdir, stage)
     dit = new_dit(stage)
+    init = run.workdir / f"{stage}.init.safetensors"
     if checkpoint:
         dit.load_state_dict(checkpoint["model"], strict=True)
+    elif init.is_file():
+        load_model(dit, init, strict=True)
+        print(f"[{stage}] warm start from {init.name}")
     dit.to(run.device)
 
     def loss_fn(step: int, generator: torch.Generator) -> torch.Tensor:
@@ -717,6 +734,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="a shipped-layout folder (e.g. cosmos_core/embedded) whose VAE and T5 the DiTs train on",
     )
+    p.add_argument(
+        "--warm_start",
+        action="store_true",
+        help="with --from_shipped: the DiT stages continue from the folder's DiTs (a new schedule)",
+    )
     p.add_argument("--out", type=Path, default=EMBEDDED_DIR, help="where the shipped layout is exported")
     p.add_argument("--device", help="cuda, cpu, ... (default: the GPU if there is one)")
     p.add_argument(
@@ -742,7 +764,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume:
         copy_resume(args.resume, args.workdir)
     if args.from_shipped:
-        adopt_shipped(args.workdir, args.from_shipped)
+        adopt_shipped(args.workdir, args.from_shipped, args.warm_start)
+    elif args.warm_start:
+        raise SystemExit("--warm_start needs --from_shipped (the folder whose DiTs to start from)")
     if args.stage != "export":
         overrides = {
             "batch_size": args.batch_size,

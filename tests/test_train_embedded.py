@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from cosmos_core.checkpoints import load_dit, load_vae
 from cosmos_core.dit import dit_config
@@ -109,6 +110,22 @@ def test_dits_train_again_on_shipped_weights(trained, tmp_path):
     )
     with pytest.raises(SystemExit, match="has a VAE or T5 of its own already"):
         train_embedded.main([*args, "--from_shipped", str(out), *TOY])
+
+
+def test_warm_start_continues_from_the_shipped_dits(trained, tmp_path):
+    """--warm_start: a new DiT stage starts from the folder's DiT (not adaLN-Zero) and trains on."""
+    _, out = trained
+    work = tmp_path / "work"
+    args = ["--stage", "t2i", "--workdir", str(work), "--out", str(tmp_path / "export"), *TOY]
+    train_embedded.main([*args, "--from_shipped", str(out), "--warm_start", "--max_steps", "0"])
+    shipped = load_file(out / "text2image.safetensors")
+    torch.testing.assert_close(torch.load(work / "t2i.pt", weights_only=True)["model"], shipped)
+    train_embedded.main([*args, "--resume", str(work), "--max_steps", "1"])
+    stepped = torch.load(work / "t2i.pt", weights_only=True)
+    assert stepped["step"] == 1
+    assert any(not torch.equal(stepped["model"][k], v) for k, v in shipped.items())
+    with pytest.raises(SystemExit, match="needs --from_shipped"):
+        train_embedded.main([*args, "--warm_start"])
 
 
 def test_a_finished_stage_keeps_its_weights_only_and_trains_no_further(trained, tmp_path):
