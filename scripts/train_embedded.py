@@ -747,6 +747,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, help="override the stage plan's batch size")
     p.add_argument("--train_minutes", type=float, help="override the stage plan's total training time")
     p.add_argument("--scenes", type=int, help="override the stage plan's number of training scenes")
+    p.add_argument("--lr", type=float, help="override the stage plan's peak learning rate")
     p.add_argument("--max_steps", type=int, help="at most this many steps per stage in this call")
     p.add_argument(
         "--workers", type=int, default=min(14, max((os.cpu_count() or 1) - 2, 0)), help="rendering processes"
@@ -772,6 +773,7 @@ def main(argv: list[str] | None = None) -> None:
             "batch_size": args.batch_size,
             "train_minutes": args.train_minutes,
             "scenes": args.scenes,
+            "lr": args.lr,
         }
         overrides = {k: v for k, v in overrides.items() if v is not None}
         plans = {k: replace(v, **overrides) for k, v in (TOY_PLANS if args.toy else PLANS).items()}
