@@ -12,7 +12,8 @@
 
 Neither applies on the CPU (the embedded model there is small; compiling would cost more than it saves).
 Context parallelism and step caching run the plain forward: their per-step collectives and decisions
-(`.item()`) cannot live inside a graph.
+(`.item()`) cannot live inside a graph; under context parallelism the blocks are not compiled either
+(Video2WorldPipeline.load), until compiled all-to-alls have been measured on several GPUs.
 """
 
 from __future__ import annotations

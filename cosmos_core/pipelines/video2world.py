@@ -102,6 +102,10 @@ class Video2WorldPipeline:
         preset = resolve_preset(
             "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
         )
+        if cp is not None:
+            # The blocks' all-to-alls inside torch.compile have not been run on several GPUs yet (no
+            # multi-GPU machine was lent): context parallelism keeps the eager blocks for now.
+            acceleration = Acceleration(compile=False, cuda_graphs=False)
         bundle = load_bundle(
             preset,
             checkpoint_dir,
