@@ -27,13 +27,15 @@ is the stage's training time plus setup: rendering and encoding the scenes, vali
 To train the DiTs again on the shipped VAE and T5 (they fix the latents and the embeddings; no
 transformers needed, so a device call carries fewer wheels), start a workdir from them; with
 --warm_start the DiTs continue from the shipped ones under a new schedule. The shipped DiTs then had
-these (both stages at once on one H100, one call; then Text2Image once more, alone):
+these (both stages at once on one H100, one call; then Text2Image twice more, alone):
     python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded --warm_start \
         --batch_size 1024 --train_minutes 6.5 --scenes 120000 --minutes 9.3 --workers 7 --workdir $OUT/t2i
     python scripts/train_embedded.py --stage v2w --from_shipped cosmos_core/embedded --warm_start \
         --batch_size 256 --train_minutes 6.5 --scenes 16000 --minutes 9.3 --workers 8 --workdir $OUT/v2w
     python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded --warm_start \
         --batch_size 1024 --train_minutes 5.2 --scenes 160000 --minutes 6.7 --workers 14 --workdir $OUT/t2i
+    python scripts/train_embedded.py --stage t2i --from_shipped cosmos_core/embedded --warm_start \
+        --batch_size 1024 --lr 3e-4 --train_minutes 2.4 --scenes 100000 --minutes 4.0 --workers 15 --workdir $OUT/t2i
 The log (training-log.json) keeps every call's records, a {"call": ...} record between them.
 A call that runs out of time leaves its stage unfinished; the same command with --resume continues it.
 Training objective (matching cosmos_core/denoiser.py and sampler.py): x_t = (1 - t) x0 + t eps, the DiT

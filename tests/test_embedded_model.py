@@ -69,3 +69,18 @@ def test_text2world_follows_color_and_motion(pipelines, tmp_path):
     assert [d.color for d in detect(video.frames[0])] == ["green"]
     assert classify_motion(video.frames) == "left"
     assert np.isfinite(video.frames.astype(float)).all()
+
+
+def test_the_evaluation_command_meets_its_targets_on_the_first_16_held_out_scenes(capsys):
+    """The documented evaluation, on a subset, in CI's environment: the issue's targets (color >= 0.90,
+    count >= 0.80, motion >= 0.80, first-frame PSNR >= 25 dB). The full 100-scene run's numbers are in
+    the README (benchmarks/results/2026-11-25-cpu-embedded-eval-100.json)."""
+    from scripts import evaluate_embedded
+
+    evaluate_embedded.main(["--limit", "16", "--device", "cpu"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    numbers = dict(item.split("=") for item in last.split())
+    assert float(numbers["color_accuracy"]) >= 0.90, last
+    assert float(numbers["count_accuracy"]) >= 0.80, last
+    assert float(numbers["motion_accuracy"]) >= 0.80, last
+    assert float(numbers["first_frame_psnr"]) >= 25.0, last
