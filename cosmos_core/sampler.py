@@ -4,7 +4,8 @@ The state is x_sigma = x0 + sigma * noise (EDM form). Sigmas follow a Karras sch
 0.002 (rho 7). The first step is an Euler step in x0 form; every later step is a second-order multistep
 exponential-integrator step that reuses the previous x0 ("AB2" in the reference); after the last step
 one more denoiser call at sigma_min returns x0. 35 steps -> 36 denoiser calls (72 DiT evaluations with
-classifier-free guidance); our pipelines leave that last call out (`final_denoise`), 35 calls. Updates run in float64 and the state is kept in float32, as in the reference
+classifier-free guidance); our pipelines leave that last call out (`final_denoise`): 35 calls. Updates
+run in float64 and the state is kept in float32, as in the reference
 (cosmos_predict2/schedulers/rectified_flow_scheduler.py, functional/runge_kutta.py).
 """
 

@@ -176,7 +176,7 @@ def _run(layers: nn.Sequential, x: Tensor, cache: CausalCache | None) -> Tensor:
         layer = layers[i]
         fusable = isinstance(layer, RMSNorm) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.SiLU)
         if fusable and x.is_cuda:
-            x = _compiled_rms_norm_silu()(x, layer.gamma * layer.scale)
+            x = _compiled_rms_norm_silu()(x, layer.gain)
             i += 2
             continue
         x = layer(x, cache) if isinstance(layer, (CausalConv3d, ResidualBlock, Resample)) else layer(x)
@@ -184,10 +184,15 @@ def _run(layers: nn.Sequential, x: Tensor, cache: CausalCache | None) -> Tensor:
     return x
 
 
+def _rms_norm(x: Tensor, gain: Tensor) -> Tensor:
+    """x / rms(x) over channels (dim 1) times gain = gamma * sqrt(C): see RMSNorm."""
+    return F.normalize(_at_least_fp32(x), dim=1).to(x.dtype) * gain
+
+
 def _rms_norm_silu(x: Tensor, gain: Tensor) -> Tensor:
-    """RMSNorm (as `RMSNorm.forward`, gain = gamma * sqrt(C)) then SiLU, to be compiled into one kernel.
-    (The gain comes in as one tensor: a Python float sqrt(C) would recompile the kernel per width.)"""
-    return F.silu(F.normalize(_at_least_fp32(x), dim=1).to(x.dtype) * gain)
+    """RMSNorm then SiLU, to be compiled into one kernel. (The gain comes in as one tensor: a Python
+    float sqrt(C) would recompile the kernel per width.)"""
+    return F.silu(_rms_norm(x, gain))
 
 
 @functools.cache
@@ -255,7 +260,11 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim, *((1,) * (2 if images else 3))))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(_at_least_fp32(x), dim=1).to(x.dtype) * self.scale * self.gamma
+        return _rms_norm(x, self.gain)
+
+    @property
+    def gain(self) -> Tensor:
+        return self.gamma * self.scale
 
 
 class ResidualBlock(nn.Module):

@@ -4,8 +4,8 @@ Reference: examples/text2world.py. The image goes through storage as `<output ba
 batch can run the two stages apart, and a failure leaves the intermediate to inspect): it is removed
 when the video is written, and kept, with a log line, when the video stage fails. The reference writes
 a JPEG (`_temp.jpg`, quality 85, 4:2:0 chroma): the video stage then starts from a lossy first frame,
-which costs small saturated objects their color; a lossless PNG gives it the image stage's pixels. The Video2World
-input path center-crops it to the video size. Both stages share one T5 encoder.
+which costs small saturated objects their color; a lossless PNG gives it the image stage's pixels.
+The Video2World input path center-crops it to the video size. Both stages share one T5 encoder.
 """
 
 from __future__ import annotations
