@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 POOLS = REPO / "infra" / "pools"
 TEMPLATES = ["process-gpu.json", "docker-gpu.json", "kubernetes-gpu.json"]
 # Prefect's worker class for each template; docker and kubernetes come with prefect-docker and
-# prefect-kubernetes, which the project does not install (those checks are skipped without them).
+# prefect-kubernetes (dev extras; those checks are skipped where they are not installed).
 WORKERS = {
     "process-gpu.json": ("prefect.workers.process", "ProcessWorker"),
     "docker-gpu.json": ("prefect_docker.worker", "DockerWorker"),
