@@ -69,6 +69,33 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         T5TextEncoder.from_pretrained(tmp_path / "google-t5" / "t5-11b")
 
 
+def test_folder_with_only_spiece_model_loads_the_sentencepiece_tokenizer(t5_folder, tmp_path):
+    """Older copies of google-t5/t5-11b hold spiece.model but no tokenizer.json: transformers converts
+    it (sentencepiece + protobuf), and the ids are sentencepiece's own followed by </s>."""
+    import shutil
+
+    import sentencepiece as spm
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"A red ball falls {i} and bounces on a gray floor." for i in range(200)))
+    folder = tmp_path / "t5-11b"
+    folder.mkdir()
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(folder / "spiece"), vocab_size=32,
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+    )  # fmt: skip
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(t5_folder / name, folder / name)
+
+    encoder = T5TextEncoder.from_pretrained(folder)
+    prompt = "A gray ball bounces, 7 falls."
+    sentencepiece_ids = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model")).encode(prompt)
+    expected = [*sentencepiece_ids, 1]  # </s>
+    ids = encoder.tokenizer(prompt).input_ids
+    assert ids == expected
+    assert encoder.encode(prompt).shape == (1, MAX_TOKENS, 1024)
+
+
 # ----------------------------------------------------------------------------------------------------
 # cosmos_core/small_t5.py: the embedded model's T5 without transformers
 # ----------------------------------------------------------------------------------------------------
