@@ -8,6 +8,7 @@ VAE-encoded: the VAE is causal, so their latents equal those of the reference's 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -102,10 +103,10 @@ class Video2WorldPipeline:
         preset = resolve_preset(
             "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
         )
-        if cp is not None:
-            # The blocks' all-to-alls inside torch.compile have not been run on several GPUs yet (no
-            # multi-GPU machine was lent): context parallelism keeps the eager blocks for now.
-            acceleration = Acceleration(compile=False, cuda_graphs=False)
+        if cp is not None and acceleration is not None and acceleration.cuda_graphs:
+            # The blocks stay compiled (dynamo traces their all-to-alls as functional collectives), but
+            # the forward is not graphed: CudaGraphDiT runs the plain forward under context parallelism.
+            acceleration = dataclasses.replace(acceleration, cuda_graphs=False)
         bundle = load_bundle(
             preset,
             checkpoint_dir,
