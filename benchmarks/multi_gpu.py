@@ -39,6 +39,7 @@ import torch.distributed as dist
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cosmos_core.device import configure_backends, pick_device  # noqa: E402
 from cosmos_core.parallel import SAFE_NCCL_ENV, ContextParallel, maybe_init_distributed  # noqa: E402
 from cosmos_core.world.metrics import psnr  # noqa: E402
 
@@ -106,13 +107,8 @@ def run_worker(args) -> None:
 
     ctx = maybe_init_distributed()
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
-    on_gpu = torch.cuda.is_available() and os.environ.get("WORLDMILL_DEVICE", "") != "cpu"
-    device = ctx.device if ctx else torch.device("cuda" if on_gpu else "cpu")
-    if device.type == "cuda":
-        from cosmos_core.device import configure_backends
-
-        torch.cuda.set_device(device)
-        configure_backends(device)
+    device = ctx.device if ctx else pick_device(os.environ.get("WORLDMILL_DEVICE"))  # as the batch worker
+    configure_backends(device)
     start = time.perf_counter()
     bundle = build_bundle(args.scale, device)
     cp = ContextParallel() if args.worker == "cp" and world > 1 else None
@@ -178,7 +174,7 @@ def launch(mode: str, gpus: int, args, work: Path) -> dict:
     env = {**os.environ, **SAFE_NCCL_ENV, "PYTHONUNBUFFERED": "1"}
     if args.scale == "tiny":
         env.update(WORLDMILL_DEVICE="cpu", OMP_NUM_THREADS="1")
-    print(f"[{mode} on {gpus} GPU(s)] {' '.join(command[3:6])} ...", flush=True)
+    print(f"[{mode} on {gpus} GPU(s)]", flush=True)
     subprocess.run(command, cwd=ROOT, env=env, check=True)
     return json.loads(report.read_text())
 

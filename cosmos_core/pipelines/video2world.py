@@ -8,7 +8,6 @@ VAE-encoded: the VAE is causal, so their latents equal those of the reference's 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -103,10 +102,6 @@ class Video2WorldPipeline:
         preset = resolve_preset(
             "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
         )
-        if cp is not None and acceleration is not None and acceleration.cuda_graphs:
-            # The blocks stay compiled (dynamo traces their all-to-alls as functional collectives), but
-            # the forward is not graphed: CudaGraphDiT runs the plain forward under context parallelism.
-            acceleration = dataclasses.replace(acceleration, cuda_graphs=False)
         bundle = load_bundle(
             preset,
             checkpoint_dir,
