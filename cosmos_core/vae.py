@@ -542,19 +542,28 @@ class WanVAE(nn.Module):
         latents = (_at_least_fp32(mu) - self.latents_mean) / self.latents_std
         return latents.to(video.dtype)
 
-    def decode(self, latents: Tensor) -> Tensor:
+    def decode(self, latents: Tensor, temporal_chunk: int = 1) -> Tensor:
         """Normalised latents (B, z, n, h, w) -> video (B, 3, 1 + 4(n-1), 8h, 8w).
 
-        Decodes one latent frame at a time (the first gives 1 frame, each later one 4), carrying the
-        causal cache. The output is NOT clamped: it is nominally in [-1, 1] but can overshoot
-        slightly; callers clamp (diffusers' `decode` clamps internally, the reference does not).
+        Decodes causally, carrying the cache: latent frame 0 alone (1 frame out), then chunks of
+        `temporal_chunk` latent frames (4 frames out each; the last chunk may be shorter). Like the
+        encoder's chunk, it trades memory for speed and leaves the result unchanged: the reference
+        decodes one latent frame at a time (temporal_chunk=1). The output is NOT clamped: it is
+        nominally in [-1, 1] but can overshoot slightly; callers clamp (diffusers' `decode` clamps
+        internally, the reference does not).
         """
         if latents.ndim != 5 or latents.shape[1] != self.cfg.z_dim:
             raise ValueError(f"expected latents (B, {self.cfg.z_dim}, n, h, w), got {tuple(latents.shape)}")
+        if temporal_chunk <= 0:
+            raise ValueError(
+                f"temporal_chunk must be a positive number of latent frames, got {temporal_chunk}"
+            )
         z = _at_least_fp32(latents) * self.latents_std + self.latents_mean
         x = self.conv2(z.to(self.conv2.weight.dtype))
         cache = CausalCache()
-        frames = [self.decoder(x[:, :, i : i + 1], cache) for i in range(x.shape[2])]
+        n = x.shape[2]
+        chunks = [x[:, :, :1]] + [x[:, :, s : s + temporal_chunk] for s in range(1, n, temporal_chunk)]
+        frames = [self.decoder(chunk, cache) for chunk in chunks]
         return torch.cat(frames, dim=2).to(latents.dtype)
 
 

@@ -111,6 +111,19 @@ def test_chunk_size_does_not_change_latents(tiny_vae: WanVAE) -> None:
             torch.testing.assert_close(tiny_vae.encode(video, temporal_chunk=chunk), ref)
 
 
+def test_decode_chunk_size_does_not_change_video(tiny_vae: WanVAE) -> None:
+    """Several latent frames per decoder call (fewer, larger convolutions on a GPU) give the video of
+    the reference's one-at-a-time decode; chunk 2 of 5 latents leaves a shorter last chunk."""
+    z = torch.randn(1, TINY.z_dim, 6, 4, 4, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = tiny_vae.decode(z)
+        assert ref.shape[2] == pixel_frames(6)
+        for chunk in (2, 3, 5, 8):
+            torch.testing.assert_close(tiny_vae.decode(z, temporal_chunk=chunk), ref)
+    with pytest.raises(ValueError, match="temporal_chunk"):
+        tiny_vae.decode(z, temporal_chunk=0)
+
+
 def test_whole_clip_equals_chunked(tiny_vae: WanVAE) -> None:
     """cache=None (one call, zero padded) == the chunked / frame-by-frame paths with a CausalCache."""
     video = _video(9, seed=3)
