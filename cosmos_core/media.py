@@ -32,6 +32,7 @@ import tempfile
 import uuid
 import zlib
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fsspec.core import url_to_fs
@@ -164,9 +165,42 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+        + chunk(b"IDAT", _zlib_compress(rows.tobytes()))
         + chunk(b"IEND", b"")
     )
+
+
+_PNG_PIECE_BYTES = 1 << 20  # below this, one zlib call is as quick as any split
+
+
+def _zlib_compress(data: bytes, level: int = 6, pieces: int | None = None) -> bytes:
+    """zlib.compress(data, level), split over threads for large data: a 1024x1024 image's 3 MB take
+    0.16 s in one call, the better part of a second of Text2Image's budget on a GPU.
+
+    Each piece is raw-deflated with the 32 KiB before it as its preset dictionary (what the decoder
+    has as history there) and ended with a sync flush, so the pieces concatenate into one valid
+    deflate stream; the zlib header and the Adler-32 of the whole data frame it. zlib releases the
+    GIL while it compresses. The stream can differ from zlib.compress's, and decodes to the same bytes.
+    """
+    if pieces is None:
+        pieces = min(8, os.cpu_count() or 1, len(data) // _PNG_PIECE_BYTES)
+    if pieces <= 1:
+        return zlib.compress(data, level)
+    view = memoryview(data)
+    size = -(-len(data) // pieces)
+    starts = range(0, len(data), size)
+
+    def deflate(start: int) -> bytes:
+        history = {"zdict": view[max(0, start - 32768) : start]} if start else {}
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, **history)
+        last = start + size >= len(data)
+        body = compressor.compress(view[start : start + size])
+        return body + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    with ThreadPoolExecutor(len(starts)) as pool:
+        body = b"".join(pool.map(deflate, starts))
+    header = b"\x78\x9c"  # deflate, 32 KiB window, default-level flag (the decoder ignores the level)
+    return header + body + struct.pack(">I", zlib.adler32(data))
 
 
 def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -> None:
