@@ -95,3 +95,24 @@ def test_video2world_generates_from_frames_in_memory(tmp_path):
     assert "read_input_s" in from_file.sidecar["timings"]
     with pytest.raises(ConditioningError, match=r"\(n >= 1, H, W, 3\) uint8, got \(96, 128, 3\)"):
         pipeline.generate_from_frames(request, image)
+
+
+@pytest.mark.gpu
+def test_stage_timings_wait_for_the_gpu():
+    """A stage that only queues GPU work is charged for that work, not the stage after it."""
+    from cosmos_core.pipelines.base import Timings
+
+    timings = Timings(torch.device("cuda"))
+    a = torch.randn(4096, 4096, device="cuda")
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    with timings.stage("queued_s"):
+        start.record()
+        for _ in range(50):
+            a = a @ a / 64  # queued in well under the time the GPU takes to run it
+        end.record()
+    with timings.stage("next_s"):
+        pass
+    gpu_s = start.elapsed_time(end) / 1000
+    assert timings["queued_s"] >= 0.9 * gpu_s
+    assert timings["next_s"] < 0.5 * gpu_s

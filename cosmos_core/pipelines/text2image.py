@@ -62,7 +62,7 @@ class Text2ImagePipeline:
     def generate(self, request: Text2ImageRequest) -> Generation:
         b = self.bundle
         start = time.perf_counter()
-        timings = Timings()
+        timings = Timings(b.device)
         width, height = b.preset.size(request.aspect_ratio)
         sc = b.vae.spatial_compression
         shape = (1, b.vae.cfg.z_dim, 1, height // sc, width // sc)

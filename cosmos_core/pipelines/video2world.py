@@ -138,7 +138,7 @@ class Video2WorldPipeline:
         num_conditional_frames (the last ones are used; request.input_path is not read)."""
         b = self.bundle
         start = time.perf_counter()
-        timings = Timings()
+        timings = Timings(b.device)
         width, height = b.preset.size(request.aspect_ratio)
         sc = b.vae.spatial_compression
         num_cond_latents = latent_frames(request.num_conditional_frames)
