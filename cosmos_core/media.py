@@ -174,8 +174,8 @@ _PNG_PIECE_BYTES = 1 << 20  # below this, one zlib call is as quick as any split
 
 
 def _zlib_compress(data: bytes, level: int = 6, pieces: int | None = None) -> bytes:
-    """zlib.compress(data, level), split over threads for large data: a 1024x1024 image's 3 MB take
-    0.16 s in one call, the better part of a second of Text2Image's budget on a GPU.
+    """zlib.compress(data, level), split over threads for large data: a 1024x1024 image's 3 MB took
+    0.16 s in one call on a GPU host, 6% of a whole 2B Text2Image generation there (2.5 s).
 
     Each piece is raw-deflated with the 32 KiB before it as its preset dictionary (what the decoder
     has as history there) and ended with a sync flush, so the pieces concatenate into one valid

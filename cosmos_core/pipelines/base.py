@@ -79,8 +79,8 @@ class Timings(dict):
 
     On a GPU each stage ends by waiting for the device's queue: kernels run asynchronously, so without
     it a stage is charged for the previous one's unfinished work (H200, 2B Video2World 720p: the last
-    sampling step's 6 s showed up as a 9.3 s decode of a 3.5 s decode). The next stage needs those
-    results anyway, so the wait costs nothing.
+    sampling step's 6 s made a 3.6 s decode read 9.3 s). The next stage needs those results anyway,
+    so the wait costs nothing.
     """
 
     def __init__(self, device: torch.device | None = None) -> None:
