@@ -15,13 +15,13 @@ calls can fill in turn; a 10-minute device call holds a few sections, not all):
             call (the reference's way), ours_chunk2 (as Video2World runs it on a GPU), ours_chunk4,
             ours_pad128 (96-channel convolutions padded to 128), channels-last 3D, and diffusers'
             AutoencoderKLWan; each with its top kernels.
-Every timing carries the SM clock and power that NVML read while it ran (sm_clock_mhz), where NVML is there.
   t5        T5-11B encoder (random, our plain-torch T5) over the prompt and the negative prompt, 512 tokens.
   generate  full generations through our pipelines at the reference's defaults (35 steps, guidance 7 / 4):
             2B Text2Image 1024 and 2B Video2World 720p 93 frames, warm (the model loaded and compiled, as in
             a batch worker): T5 + all DiT evaluations + VAE decode + uint8 frames; the image is written as a
             PNG. The MP4 write needs ffmpeg, which the device image lacks: section `write` times it alone.
   write     H.264 encoding of a 720p 93-frame clip as the pipelines write it (runs on any machine).
+Every timing carries the SM clock and power that NVML read while it ran (sm_clock_mhz), where NVML is there.
 Needs a CUDA GPU (all but `write`) and diffusers (dit, vae).
 """
 
@@ -95,7 +95,7 @@ def dit_inputs(cfg, T: int, H: int, W: int, device: torch.device, batch: int = 1
 
 def bench_dit(
     shape: str, device: torch.device, warmup: int, iters: int, variants: list[str], out: dict, save
-) -> dict:
+) -> None:
     """Fills `out` variant by variant, calling save() after each (a 14B shape takes minutes)."""
     preset, (T, H, W) = SHAPES[shape]
     cfg = dit_config(preset)
@@ -160,13 +160,10 @@ def bench_dit(
             f"  {shape:12s} best ours {best_ours[0]:.2f} ms ({best_ours[1]}) / best diffusers "
             f"{best_theirs[0]:.2f} ms ({best_theirs[1]}) = {out['ratio_best_ours_over_best_diffusers']:.3f}"
         )
-    return out
 
 
 def profile_forward(device: torch.device, out_dir: Path) -> dict:
     """Top CUDA kernels of one compiled 2B 720p forward (Video2World)."""
-    from torch.profiler import ProfilerActivity, profile
-
     preset, (T, H, W) = SHAPES["2B-720p"]
     cfg = dit_config(preset)
     with torch.device(device):
@@ -176,15 +173,28 @@ def profile_forward(device: torch.device, out_dir: Path) -> dict:
     with torch.no_grad():
         for _ in range(2):
             ours(x, t, text, condition_mask=mask)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            ours(x, t, text, condition_mask=mask)
-            torch.cuda.synchronize()
+        prof = cuda_profile(lambda: ours(x, t, text, condition_mask=mask))
     table = prof.key_averages().table(sort_by="device_time_total", row_limit=25, max_name_column_width=90)
     (out_dir / "profile-2B-720p-compiled.txt").write_text(table)
     print(table, flush=True)
-    totals = sorted(((e.key, e.device_time_total / 1e3) for e in prof.key_averages()), key=lambda kv: -kv[1])
-    return {"top_kernels_ms": [[k[:120], round(v, 2)] for k, v in totals[:25]]}
+    return {"top_kernels_ms": top_kernels(prof, 25, 120)}
+
+
+def cuda_profile(fn: Callable[[], object]):
+    """torch.profiler over one call of fn (CUDA activity), the device drained before and after."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return prof
+
+
+def top_kernels(prof, n: int = 12, width: int = 100) -> list:
+    """[name, total ms, calls] of a profile's CUDA kernels, the costliest first."""
+    averages = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+    return [[e.key[:width], round(e.device_time_total / 1e3, 2), e.count] for e in averages[:n]]
 
 
 def bench_attention(device: torch.device, iters: int) -> dict:
@@ -339,17 +349,6 @@ def pad_out_channels(vae, multiple: int = 128):
     return padded
 
 
-def top_kernels(fn: Callable[[], object], n: int = 12) -> list:
-    """[name, total ms, calls] of the CUDA kernels of one call of fn, the costliest first."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    averages = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
-    return [[e.key[:100], round(e.device_time_total / 1e3, 1), e.count] for e in averages[:n]]
-
-
 def bench_vae(device: torch.device, iters: int, variants: list[str]) -> dict:
     """Our decode as the pipelines run it, its candidate speed-ups (latent frames per decoder call,
     96-channel convolutions padded to 128, channels-last 3D activations) and diffusers' decode, each
@@ -412,7 +411,7 @@ def bench_vae(device: torch.device, iters: int, variants: list[str]) -> dict:
             r["rel_diff_vs_ours"] = rel_diff(
                 result.clamp(-1, 1) if name != "diffusers" else result, reference.clamp(-1, 1)
             )
-            r["top_kernels_ms"] = top_kernels(fn)
+            r["top_kernels_ms"] = top_kernels(cuda_profile(fn))
             out[name] = r
             print(
                 f"  vae decode {name:28s} {r['ms']:9.1f} ms peak {r['peak_gb']:5.1f} GB rel {r['rel_diff_vs_ours']:.2e}",
