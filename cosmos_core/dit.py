@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,14 @@ from torch import nn
 
 from cosmos_core.attention import attention
 from cosmos_core.parallel import ContextParallel, check_context_parallel
+from cosmos_core.sparse_attention import (
+    NATTEN_PATTERNS,
+    NeighborhoodAttention,
+    NeighborhoodPattern,
+    OrderedTokens,
+    TokenOrder,
+    layer_attention,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,15 @@ class DiTConfig:
     rope_extrapolation: tuple[float, float, float] = (1.0, 4.0, 4.0)
     # Largest input the RoPE table covers, in latent frames/pixels (reference max_frames, max_img_h/w).
     max_latent_size: tuple[int, int, int] = (128, 240, 240)
+    # Sparse self-attention, one entry per block (None: dense); the reference's `-natten` DiTs
+    # (cosmos_core/sparse_attention.py). None: every block dense.
+    neighborhoods: tuple[NeighborhoodPattern | None, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.neighborhoods is not None and len(self.neighborhoods) != self.num_blocks:
+            raise ValueError(
+                f"neighborhoods has {len(self.neighborhoods)} entries for {self.num_blocks} blocks: give one per block"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -107,6 +124,14 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         rope_extrapolation=(1.0, 3.0, 3.0),
     ),
 }
+
+
+# The reference's sparse-attention fine-tunes (`model-720p-{10,16}fps-natten.pt`): the Video2World
+# networks with a neighborhood per block.
+for _size in NATTEN_PATTERNS:
+    DIT_PRESETS[f"{_size}-Video2World-natten"] = replace(
+        DIT_PRESETS[f"{_size}-Video2World"], neighborhoods=NATTEN_PATTERNS[_size]
+    )
 
 
 def dit_config(name: str, **overrides) -> DiTConfig:
@@ -270,11 +295,13 @@ class Attention(nn.Module):
         context: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         cp: ContextParallel | None = None,
+        sparse: NeighborhoodAttention | None = None,
     ) -> torch.Tensor:
         """x (B, L, D), context (B, N, Dc) -> (B, L, D).
 
         With `cp` (self-attention under context parallelism) x holds this rank's L/P tokens: q, k, v
-        are traded to (B, heads/P, L, Dh) for the attention and back.
+        are traded to (B, heads/P, L, Dh) for the attention and back, so that `sparse` (a neighborhood,
+        self-attention only) sees the whole grid.
         """
 
         def heads(t: torch.Tensor) -> torch.Tensor:  # (B, L, D) -> (B, heads, L, Dh)
@@ -285,11 +312,12 @@ class Attention(nn.Module):
         v = heads(self.v_proj(context))
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        attend = attention if sparse is None else sparse
         if cp is None:
-            out = attention(q, k, v)  # (B, heads, L, Dh)
+            out = attend(q, k, v)  # (B, heads, L, Dh)
         else:
             q, k, v = (cp.heads_to_tokens(t) for t in (q, k, v))
-            out = cp.tokens_to_heads(attention(q, k, v))
+            out = cp.tokens_to_heads(attend(q, k, v))
         return self.output_proj(out.transpose(1, 2).flatten(2))
 
 
@@ -322,29 +350,34 @@ class Block(nn.Module):
         text_emb: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         cp: ContextParallel | None = None,
+        order: TokenOrder | None = None,
+        sparse: NeighborhoodAttention | None = None,
     ) -> torch.Tensor:
-        """x (B, T, S, D) with S = tokens per latent frame; emb (B, T, D); adaln_lora (B, T, 3D).
+        """x (B, L, D), tokens in `order` (default row-major); emb (B, T, D); adaln_lora (B, T, 3D).
 
-        Modulation is computed per latent frame (B, T, 1, D) and broadcast over the frame's tokens.
+        Modulation is computed per latent frame and broadcast over the frame's tokens: in the order's
+        view x is (B, T/tt, G, tt, P, D) and a modulation (B, T/tt, 1, tt, 1, D).
         """
-        B, T, S, D = x.shape
+        B, L, D = x.shape
+        order = order or TokenOrder.row_major((emb.shape[1], L // emb.shape[1], 1))
+        x = order.view(x)
 
         def mod(layer: nn.Module) -> tuple[torch.Tensor, ...]:
-            return (layer(emb) + adaln_lora).unsqueeze(2).chunk(3, dim=-1)
+            return order.per_frame(layer(emb) + adaln_lora).chunk(3, dim=-1)
 
-        # 1. Self-attention over all T*S tokens, with 3D RoPE
+        # 1. Self-attention over all tokens, with 3D RoPE (sparse: over each token's neighborhood)
         shift, scale, gate = mod(self.adaln_modulation_self_attn)
-        h = modulate(x, shift, scale).reshape(B, T * S, D)
-        x = x + gate * self.self_attn(h, h, rope, cp).view(B, T, S, D)
+        h = modulate(x, shift, scale).reshape(B, L, D)
+        x = x + gate * self.self_attn(h, h, rope, cp, sparse).view(x.shape)
 
         # 2. Cross-attention to the text embeddings
         shift, scale, gate = mod(self.adaln_modulation_cross_attn)
-        h = modulate(x, shift, scale).reshape(B, T * S, D)
-        x = x + gate * self.cross_attn(h, text_emb).view(B, T, S, D)
+        h = modulate(x, shift, scale).reshape(B, L, D)
+        x = x + gate * self.cross_attn(h, text_emb).view(x.shape)
 
         # 3. MLP
         shift, scale, gate = mod(self.adaln_modulation_mlp)
-        return x + gate * self.mlp(modulate(x, shift, scale))
+        return (x + gate * self.mlp(modulate(x, shift, scale))).reshape(B, L, D)
 
 
 class FinalLayer(nn.Module):
@@ -354,10 +387,14 @@ class FinalLayer(nn.Module):
         self.adaln_modulation = adaln_modulation(D, cfg.adaln_lora_dim, 2)
         self.linear = nn.Linear(D, cfg.patch_volume * cfg.latent_channels, bias=False)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, adaln_lora: torch.Tensor) -> torch.Tensor:
-        D = x.shape[-1]
-        shift, scale = (self.adaln_modulation(emb) + adaln_lora[..., : 2 * D]).unsqueeze(2).chunk(2, dim=-1)
-        return self.linear(modulate(x, shift, scale))
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor, adaln_lora: torch.Tensor, order: TokenOrder
+    ) -> torch.Tensor:
+        """x (B, L, D) in `order` -> (B, L, patch_volume * C) in the same order."""
+        B, L, D = x.shape
+        modulation = order.per_frame(self.adaln_modulation(emb) + adaln_lora[..., : 2 * D])
+        shift, scale = modulation.chunk(2, dim=-1)
+        return self.linear(modulate(order.view(x), shift, scale)).reshape(B, L, -1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -395,6 +432,18 @@ class StepCache:
         self.full += 1
 
 
+@dataclass
+class TokenPlan:
+    """How one grid's tokens go through the blocks: their order on this rank, the whole grid's order
+    (what self-attention sees), each block's self-attention (None: dense) and the RoPE tables."""
+
+    tokens: OrderedTokens
+    whole: TokenOrder
+    sparse: list[NeighborhoodAttention | None]
+    device: torch.device
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
 class CosmosDiT(nn.Module):
     """Denoiser network: latents + per-frame timestep + text embeddings -> velocity (noise - x0)."""
 
@@ -407,6 +456,7 @@ class CosmosDiT(nn.Module):
         self.t_embedding_norm = RMSNorm(D)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_blocks))
         self.final_layer = FinalLayer(cfg)
+        self._plans: dict[tuple, TokenPlan] = {}  # per grid and device: see _plan
 
     def forward(
         self,
@@ -460,40 +510,71 @@ class CosmosDiT(nn.Module):
 
         tokens = self.x_embedder(x)  # (B, Tp, Hp, Wp, D)
         _, Tp, Hp, Wp, D = tokens.shape
-        tokens = tokens.reshape(B, Tp, Hp * Wp, D)
+        plan = self._plan(Tp, Hp, Wp, tokens.device, cp)
+        tokens = plan.tokens.from_row_major(tokens.reshape(B, Tp * Hp * Wp, D))  # (B, L, D) in plan order
 
         sinusoid = self.t_embedder[0](timesteps).to(tokens.dtype)  # (B, T, D)
         adaln_lora = self.t_embedder[1](sinusoid)  # (B, T, 3D)
         emb = self.t_embedding_norm(sinusoid)  # (B, T, D)
 
-        rope = self._rope(Tp, Hp, Wp, tokens.device, cp, frame_offset // cfg.patch_temporal)
+        rope = self._rope(plan, cp, frame_offset // cfg.patch_temporal)
         text = text_emb.to(tokens.dtype)
-        tokens = self.blocks[0](tokens, emb, adaln_lora, text, rope, cp)
+        order, sparse = plan.tokens.order, plan.sparse
+
+        def run(i: int, tokens: torch.Tensor) -> torch.Tensor:
+            return self.blocks[i](tokens, emb, adaln_lora, text, rope, cp, order, sparse[i])
+
+        tokens = run(0, tokens)
         if step_cache is not None and step_cache.reusable(tokens):
             tokens = tokens + step_cache.residual
         else:
             first = tokens
-            for block in self.blocks[1:]:
-                tokens = block(tokens, emb, adaln_lora, text, rope, cp)
+            for i in range(1, len(self.blocks)):
+                tokens = run(i, tokens)
             if step_cache is not None:
                 step_cache.store(first, tokens)
 
-        out = self._unpatchify(self.final_layer(tokens, emb, adaln_lora), Tp, Hp, Wp)  # (B, C, T, H, W)
+        out = plan.tokens.to_row_major(self.final_layer(tokens, emb, adaln_lora, order))
+        out = self._unpatchify(out, Tp, Hp, Wp)  # (B, C, T, H, W)
         return out if cp is None else cp.gather(out, dim=2)
 
+    def _plan(self, Tp: int, Hp: int, Wp: int, device: torch.device, cp: ContextParallel | None) -> TokenPlan:
+        """Token order and per-block attention for this rank's (Tp, Hp, Wp) tokens, built once and cached.
+
+        Dense networks keep tokens row-major. Sparse ones order them in tiles (sparse_attention.py); under
+        context parallelism the tile's T side divides each rank's frames, so the ranks' tokens, in rank
+        order, are the whole grid's tiled order, which the self-attention sees after its all-to-all.
+        """
+        world = 1 if cp is None else cp.world_size
+        key = (Tp, Hp, Wp, world, str(device))
+        if key not in self._plans:
+            grid = (Tp * world, Hp, Wp)
+            patterns = self.cfg.neighborhoods or (None,) * len(self.blocks)
+            local = TokenOrder.row_major((Tp, Hp, Wp))
+            if any(p is not None and p.on_grid(grid) is not None for p in patterns):
+                local = TokenOrder.tiled((Tp, Hp, Wp))
+            whole = TokenOrder(grid, local.tile)
+            sparse = [layer_attention(p, grid, whole, device) for p in patterns]
+            self._plans[key] = TokenPlan(OrderedTokens.build(local, device), whole, sparse, device)
+        return self._plans[key]
+
     def _rope(
-        self, Tp: int, Hp: int, Wp: int, device: torch.device, cp: ContextParallel | None, frame_offset: int
+        self, plan: TokenPlan, cp: ContextParallel | None, frame_offset: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE tables for this rank's frames: the full clip's positions, this rank's rows."""
+        """RoPE tables for this rank's tokens in the plan's order: the whole grid's, this rank's rows."""
         cfg = self.cfg
-        if cp is None:
-            return rope_cos_sin(cfg.head_dim, (Tp, Hp, Wp), cfg.rope_extrapolation, device)
-        full = rope_cos_sin(cfg.head_dim, (Tp * cp.world_size, Hp, Wp), cfg.rope_extrapolation, device)
+        Tp, Hp, Wp = plan.tokens.order.grid
+        if plan.rope is None:
+            cos, sin = rope_cos_sin(cfg.head_dim, plan.whole.grid, cfg.rope_extrapolation, plan.device)
+            if not plan.whole.is_row_major:
+                positions = plan.whole.positions.to(plan.device)
+                cos, sin = cos[positions], sin[positions]
+            plan.rope = (cos, sin)
         rows = slice(frame_offset * Hp * Wp, (frame_offset + Tp) * Hp * Wp)
-        return full[0][rows], full[1][rows]
+        return plan.rope[0][rows], plan.rope[1][rows]
 
     def _unpatchify(self, out: torch.Tensor, Tp: int, Hp: int, Wp: int) -> torch.Tensor:
-        """(B, Tp, Hp*Wp, (ph pw pt C)) -> (B, C, Tp*pt, Hp*ph, Wp*pw)."""
+        """(B, Tp*Hp*Wp, (ph pw pt C)) row-major -> (B, C, Tp*pt, Hp*ph, Wp*pw)."""
         p, pt = self.cfg.patch_spatial, self.cfg.patch_temporal
         B = out.shape[0]
         out = out.reshape(B, Tp, Hp, Wp, p, p, pt, -1)

@@ -1,0 +1,234 @@
+"""Neighborhood (sparse) attention: exact semantics against natten's own flex-fna and a brute-force mask.
+
+The brute-force mask below is written from the rule's statement (a window shifted inward at the
+borders), not from our implementation; natten is the reference's own library, run on the CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cosmos_core.sparse_attention import (
+    FLEX_BLOCK,
+    NATTEN_PATTERNS,
+    Neighborhood,
+    NeighborhoodAttention,
+    TokenOrder,
+    layer_attention,
+)
+
+# ----------------------------------------------------------------------------------------------------
+# Independent statements of the rule
+# ----------------------------------------------------------------------------------------------------
+
+
+def brute_axis(n: int, window: int, stride: int, dilation: int) -> list[list[bool]]:
+    """Per axis, in plain Python: own dilation sub-grid; the stride block's centre query picks the window,
+    centred on it and slid back inside the sub-grid when it would stick out."""
+    mask = [[False] * n for _ in range(n)]
+    for i in range(n):
+        members = list(range(i % dilation, n, dilation))  # the sub-grid, in order
+        m, p = len(members), members.index(i)
+        leader = min(p - p % stride + stride // 2, m - 1)
+        start = leader - window // 2
+        start = max(0, min(start, m - window))
+        for j in members[start : start + window]:
+            mask[i][j] = True
+    return mask
+
+
+def brute_mask(hood: Neighborhood) -> torch.Tensor:
+    """(L, L) bool, row-major tokens: AND of the three axes, pair by pair."""
+    axes = [
+        brute_axis(n, w, s, d)
+        for n, w, s, d in zip(hood.grid, hood.window, hood.stride, hood.dilation, strict=True)
+    ]
+    T, H, W = hood.grid
+    coords = list(itertools.product(range(T), range(H), range(W)))
+    return torch.tensor(
+        [[all(axes[a][q[a]][k[a]] for a in range(3)) for k in coords] for q in coords], dtype=torch.bool
+    )
+
+
+def natten_attention(q, k, v, hood: Neighborhood) -> torch.Tensor:
+    """natten's flex-fna backend on (B, heads, L, D) row-major tokens."""
+    natten = pytest.importorskip("natten")
+    B, heads, L, D = q.shape
+
+    def grid(x):
+        return x.transpose(1, 2).reshape(B, *hood.grid, heads, D)
+
+    out = natten.na3d(
+        grid(q),
+        grid(k),
+        grid(v),
+        kernel_size=hood.window,
+        stride=hood.stride,
+        dilation=hood.dilation,
+        backend="flex-fna",
+    )
+    return out.reshape(B, L, heads, D).transpose(1, 2)
+
+
+def qkv(hood: Neighborhood, dtype=torch.float32, batch=2, heads=2, dim=16, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    L = hood.grid[0] * hood.grid[1] * hood.grid[2]
+    return tuple(torch.randn(batch, heads, L, dim, generator=gen, dtype=dtype) for _ in range(3))
+
+
+def in_order(x: torch.Tensor, order: TokenOrder) -> torch.Tensor:
+    return x[:, :, order.positions]
+
+
+def from_order(x: torch.Tensor, order: TokenOrder) -> torch.Tensor:
+    return x[:, :, torch.argsort(order.positions)]
+
+
+# Small grids covering strides (dividing the sub-grid or not), dilations (dividing the axis or not),
+# even and odd windows, windows pushed inward at both borders, and whole axes.
+HOODS = [
+    Neighborhood((3, 7, 9), (3, 3, 4), (1, 1, 1), (1, 1, 1)),  # odd/even windows, borders
+    Neighborhood((2, 9, 10), (2, 4, 5), (1, 2, 3), (1, 1, 1)),  # strides, even stride
+    Neighborhood((3, 10, 11), (2, 3, 3), (1, 2, 3), (1, 3, 2)),  # stride and dilation, uneven sub-grids
+    Neighborhood((4, 8, 12), (4, 2, 3), (1, 1, 1), (1, 4, 4)),  # dense inside each dilation group
+    Neighborhood((2, 6, 16), (2, 6, 4), (1, 1, 4), (1, 1, 4)),  # a whole axis, dense groups along W
+    Neighborhood((3, 5, 8), (2, 5, 6), (1, 5, 6), (1, 1, 1)),  # stride = window: blocked attention
+]
+
+
+@pytest.mark.parametrize("hood", HOODS, ids=str)
+def test_mask_equals_brute_force(hood):
+    assert torch.equal(hood.mask(), brute_mask(hood))
+
+
+@pytest.mark.parametrize("hood", HOODS, ids=str)
+def test_attention_equals_natten_flex_fna(hood):
+    q, k, v = qkv(hood)
+    expected = natten_attention(q, k, v, hood)
+    # both our token orders: row-major, and the tiles the DiT keeps sparse networks in
+    for order in (TokenOrder.row_major(hood.grid), TokenOrder.tiled(hood.grid)):
+        attend = NeighborhoodAttention(hood, order, torch.device("cpu"))
+        out = from_order(attend(*(in_order(x, order) for x in (q, k, v))), order)
+        torch.testing.assert_close(out, expected, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("hood", HOODS, ids=str)
+def test_attention_equals_brute_force_mask_in_float64(hood):
+    q, k, v = qkv(hood, torch.float64)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=brute_mask(hood))
+    order = TokenOrder.tiled(hood.grid)
+    attend = NeighborhoodAttention(hood, order, torch.device("cpu"))
+    out = from_order(attend(*(in_order(x, order) for x in (q, k, v))), order)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The reference's patterns and their scaling
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_reference_pattern_lists():
+    two, fourteen = NATTEN_PATTERNS["2B"], NATTEN_PATTERNS["14B"]
+    assert len(two) == 28 and len(fourteen) == 36
+    assert None not in two and [i for i, p in enumerate(fourteen) if p is None] == [27]
+    # sparsest first: layers 0-1 (2B) and 0-10 (14B) are dense inside 11 x 5 dilation groups
+    assert {p.dilation for p in two[:2] + fourteen[:11]} == {(1, 11, 5)}
+    assert [i for i, p in enumerate(two) if p.window == (-1, 28, 56)] == [23]
+
+
+def test_scaling_follows_the_reference():
+    hw, gw, local = NATTEN_PATTERNS["2B"][0], NATTEN_PATTERNS["2B"][2], NATTEN_PATTERNS["2B"][3]
+    # the base grid: unchanged, the T window is the whole axis
+    assert hw.on_grid((24, 44, 80)) == Neighborhood((24, 44, 80), (24, 4, 16), (1, 1, 1), (1, 11, 5))
+    assert local.on_grid((16, 44, 80)) == Neighborhood((16, 44, 80), (16, 12, 24), (1, 4, 8), (1, 1, 1))
+    # half the grid: 5.5 -> 6 and 2.5 -> 2 (round half to even, as Python's round)
+    assert hw.on_grid((3, 22, 40)) == Neighborhood((3, 22, 40), (3, 2, 8), (1, 1, 1), (1, 6, 2))
+    assert gw.on_grid((3, 22, 40)) == Neighborhood((3, 22, 40), (3, 6, 8), (1, 2, 1), (1, 1, 2))
+    # 720p 1:1 (60 x 60 tokens): windows scaled, dilation clamped to what the axis holds (60 // 5)
+    assert hw.on_grid((24, 60, 60)) == Neighborhood((24, 60, 60), (24, 5, 12), (1, 1, 1), (1, 12, 4))
+    assert local.on_grid((24, 60, 60)) == Neighborhood((24, 60, 60), (24, 16, 18), (1, 5, 6), (1, 1, 1))
+    # tiny grids: windows of at least 2 (or the axis), never past the axis
+    assert local.on_grid((2, 3, 1)) == Neighborhood((2, 3, 1), (2, 2, 1), (1, 1, 1), (1, 1, 1))
+    # one latent frame (an image): dense
+    assert hw.on_grid((1, 44, 80)) is None
+
+
+@pytest.mark.parametrize("size", ["2B", "14B"])
+def test_reference_patterns_on_a_small_grid_equal_natten_and_brute_force(size):
+    grid = (3, 11, 20)  # a quarter of the 720p 16:9 grid: every pattern scaled
+    for index, pattern in enumerate(NATTEN_PATTERNS[size]):
+        order = TokenOrder.tiled(grid)
+        attend = layer_attention(pattern, grid, order, torch.device("cpu"))
+        if pattern is None:
+            assert attend is None
+            continue
+        hood = pattern.on_grid(grid)
+        assert torch.equal(hood.mask(), brute_mask(hood)), index
+        q, k, v = qkv(hood, seed=index)
+        out = from_order(attend(*(in_order(x, order) for x in (q, k, v))), order)
+        torch.testing.assert_close(out, natten_attention(q, k, v, hood), atol=2e-5, rtol=2e-5)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The GPU path's block mask, checked on the CPU
+# ----------------------------------------------------------------------------------------------------
+
+
+def effective_mask(attend: NeighborhoodAttention) -> torch.Tensor:
+    """What FlexAttention computes from the block mask: full blocks all in, partial blocks through the
+    mask function, the rest out. (L, L) bool in the layer's order."""
+    bm = attend.block_mask
+    L = attend.length
+    n = -(-L // FLEX_BLOCK)
+    state = torch.zeros(n, n, dtype=torch.int8)  # 0 out, 1 partial, 2 full
+    for kind, (counts, indices) in (
+        (1, (bm.kv_num_blocks, bm.kv_indices)),
+        (2, (bm.full_kv_num_blocks, bm.full_kv_indices)),
+    ):
+        for i in range(n):
+            for j in indices[0, 0, i, : counts[0, 0, i]].tolist():
+                assert state[i, j] == 0, "a block listed twice"
+                state[i, j] = kind
+    per_token = state.repeat_interleave(FLEX_BLOCK, 0).repeat_interleave(FLEX_BLOCK, 1)[:L, :L]
+    q_idx, kv_idx = torch.arange(L)[:, None], torch.arange(L)[None, :]
+    computed = bm.mask_mod(0, 0, q_idx, kv_idx)
+    return (per_token == 2) | ((per_token == 1) & computed)
+
+
+def block_mask_attention(hood: Neighborhood, order: TokenOrder) -> NeighborhoodAttention:
+    attend = NeighborhoodAttention(hood, order, torch.device("cpu"))
+    attend.block_mask = attend._block_mask()  # built on the CPU here; the GPU builds it the same way
+    return attend
+
+
+@pytest.mark.parametrize("hood", HOODS[:3] + HOODS[5:], ids=str)
+def test_block_mask_is_the_pattern(hood):
+    order = TokenOrder.tiled(hood.grid)
+    attend = block_mask_attention(hood, order)
+    layer_positions = order.positions if attend.gather is None else order.positions[attend.gather]
+    expected = brute_mask(hood)[layer_positions][:, layer_positions]
+    assert torch.equal(effective_mask(attend), expected)
+
+
+@pytest.mark.parametrize("size", ["2B", "14B"])
+def test_720p_patterns_have_no_partial_blocks(size):
+    """At 720p 16:9 every (query tile, key tile) pair is wholly in or out: no mask function runs in the
+    kernel. One T tile stands for all: the T window is the whole axis."""
+    grid = (4, 44, 80)
+    order = TokenOrder.tiled(grid)
+    assert order.tile == (4, 4, 8)
+    seen = set()
+    for pattern in NATTEN_PATTERNS[size]:
+        hood = None if pattern is None else pattern.on_grid(grid)
+        if hood is None or hood.dense_groups or hood in seen:
+            continue
+        seen.add(hood)
+        attend = block_mask_attention(hood, order)
+        counts = attend.block_counts
+        assert counts["partial"] == 0, (hood, counts)
+        assert 0 < counts["full"] < counts["total"]
+    assert len(seen) == 4  # the W-dilated pattern and three local ones
