@@ -38,6 +38,9 @@ class Acceleration:
 
 def compile_blocks(dit: CosmosDiT) -> None:
     """torch.compile each transformer block in place (fixed shapes: one graph per resolution)."""
+    # The blocks share one code object, whose compiled graphs dynamo caches 8 at most by default: a
+    # sparse network has one per self-attention pattern (five), times the batch sizes (the CFG pair).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     for block in dit.blocks:
         block.compile(dynamic=False)
 

@@ -7,19 +7,27 @@ borders), not from our implementation; natten is the reference's own library, ru
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
+from cosmos_core.acceleration import compile_blocks
+from cosmos_core.dit import CosmosDiT, dit_config
+from cosmos_core.parallel import ContextParallel
 from cosmos_core.sparse_attention import (
     FLEX_BLOCK,
     NATTEN_PATTERNS,
     Neighborhood,
     NeighborhoodAttention,
+    NeighborhoodPattern,
     TokenOrder,
     layer_attention,
 )
+from tests.prefect_server import free_port
 
 # ----------------------------------------------------------------------------------------------------
 # Independent statements of the rule
@@ -232,3 +240,118 @@ def test_720p_patterns_have_no_partial_blocks(size):
         assert counts["partial"] == 0, (hood, counts)
         assert 0 < counts["full"] < counts["total"]
     assert len(seen) == 4  # the W-dilated pattern and three local ones
+
+
+# ----------------------------------------------------------------------------------------------------
+# The whole sparse DiT
+# ----------------------------------------------------------------------------------------------------
+
+GRID = (4, 8, 16)  # latent frames, and latent height/width after 2x2 patching: tiles of (4, 4, 8)
+TINY_PATTERNS = (
+    NeighborhoodPattern((-1, 4, 4), dilation=(1, 2, 4), base_size=(-1, *GRID[1:])),  # dense groups
+    NeighborhoodPattern((-1, 3, 4), (1, 2, 1), (1, 1, 3), (-1, *GRID[1:])),  # W dilated, uneven sub-grids
+    NeighborhoodPattern((-1, 4, 6), (1, 2, 4), base_size=(-1, *GRID[1:])),  # local, strided
+    None,  # dense
+)
+
+
+def tiny_dit(neighborhoods, dtype=torch.float64) -> CosmosDiT:
+    cfg = dit_config("tiny-Video2World", num_blocks=len(TINY_PATTERNS), neighborhoods=neighborhoods)
+    model = CosmosDiT(cfg).eval().requires_grad_(False)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
+    return model.to(dtype)
+
+
+def dit_inputs(dtype=torch.float64, frames=GRID[0]):
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 16, frames, 2 * GRID[1], 2 * GRID[2], generator=gen)
+    t = torch.rand(2, frames, generator=gen)
+    text = torch.randn(2, 5, 32, generator=gen)
+    mask = torch.zeros(2, 1, frames, 2 * GRID[1], 2 * GRID[2])
+    mask[:, :, :1] = 1
+    return tuple(v.to(dtype) for v in (x, t, text, mask))
+
+
+class MaskedAttention:
+    """Self-attention through SDPA with an explicit (L, L) boolean mask over row-major tokens."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask
+
+    def __call__(self, q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=self.mask)
+
+
+def dense_dit_with_brute_force_masks(sparse: CosmosDiT) -> CosmosDiT:
+    """The same weights in a dense DiT (row-major tokens, no tiles, no gathers), each block's
+    self-attention given the brute-force mask of its pattern."""
+    dense = tiny_dit(None)
+    dense.load_state_dict(sparse.state_dict())
+    plan = dense._plan(*GRID, torch.device("cpu"), None)
+    assert plan.tokens.order.is_row_major
+    plan.sparse[:] = [
+        None if p is None else MaskedAttention(brute_mask(p.on_grid(GRID))) for p in sparse.cfg.neighborhoods
+    ]
+    return dense
+
+
+def test_sparse_dit_forward_equals_dense_dit_with_brute_force_masks():
+    sparse = tiny_dit(TINY_PATTERNS)
+    x, t, text, mask = dit_inputs()
+    out = sparse(x, t, text, condition_mask=mask)
+    plan = sparse._plan(*GRID, torch.device("cpu"), None)
+    assert plan.tokens.order.tile == (4, 4, 8) and not plan.tokens.order.is_row_major
+    assert [type(a).__name__ for a in plan.sparse] == ["NeighborhoodAttention"] * 3 + ["NoneType"]
+    expected = dense_dit_with_brute_force_masks(sparse)(x, t, text, condition_mask=mask)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)
+    # the mask matters: a dense forward of the same weights differs
+    assert not torch.allclose(out, tiny_dit(None)(x, t, text, condition_mask=mask), atol=1e-3)
+
+
+def test_sparse_dit_with_one_frame_attends_densely():
+    sparse = tiny_dit(TINY_PATTERNS)
+    x, t, text, mask = dit_inputs(frames=1)
+    plan = sparse._plan(1, *GRID[1:], torch.device("cpu"), None)
+    assert plan.tokens.order.is_row_major and plan.sparse == [None] * 4
+    torch.testing.assert_close(
+        sparse(x, t, text, condition_mask=mask), tiny_dit(None)(x, t, text, condition_mask=mask)
+    )
+
+
+def test_compiled_sparse_blocks_equal_eager():
+    eager = tiny_dit(TINY_PATTERNS, torch.float32)
+    compiled = tiny_dit(TINY_PATTERNS, torch.float32)
+    compile_blocks(compiled)
+    x, t, text, mask = dit_inputs(torch.float32)
+    torch.testing.assert_close(
+        compiled(x, t, text, condition_mask=mask),
+        eager(x, t, text, condition_mask=mask),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def _sparse_context_parallel_rank(rank: int, world_size: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        x, t, text, mask = dit_inputs()
+        forward = tiny_dit(TINY_PATTERNS)(x, t, text, condition_mask=mask, cp=ContextParallel())
+        torch.save(forward, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_sparse_dit_under_context_parallelism_equals_one_process(tmp_path):
+    """2 ranks of 2 latent frames each: each rank's tokens in tiles of (2, 4, 8), which in rank order are
+    the whole grid's tiled order that the self-attention sees after its all-to-all."""
+    mp.spawn(_sparse_context_parallel_rank, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    x, t, text, mask = dit_inputs()
+    single = tiny_dit(TINY_PATTERNS)(x, t, text, condition_mask=mask)
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"rank{rank}.pt"), single, rtol=1e-10, atol=1e-10)
