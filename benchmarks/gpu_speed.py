@@ -21,6 +21,13 @@ calls can fill in turn; a 10-minute device call holds a few sections, not all):
             a batch worker): T5 + all DiT evaluations + VAE decode + uint8 frames; the image is written as a
             PNG. The MP4 write needs ffmpeg, which the device image lacks: section `write` times it alone.
   write     H.264 encoding of a 720p 93-frame clip as the pipelines write it (runs on any machine).
+  natten-check     the sparse-attention (NATTEN) DiTs' GPU path is right: each 2B/14B layer pattern at 720p
+            16:9 through FlexAttention against SDPA with the boolean mask (2,048 random queries, float32),
+            and a whole 2B sparse DiT, compiled and CUDA-graphed, against its masked-SDPA path (4 frames).
+  natten-attention each pattern's self-attention alone at 720p 16:9, next to dense cuDNN attention.
+  natten-dit=2B+14B  one forward, sparse and dense, compiled, 720p 16:9 93 frames, batch 1, shared weights.
+  natten-generate  a full 2B 720p 93-frame Video2World generation with the sparse DiT (as `generate`).
+Sections starting with natten write under the top-level key "natten".
 Every timing carries the SM clock and power that NVML read while it ran (sm_clock_mhz), where NVML is there.
 Needs a CUDA GPU (all but `write`) and diffusers (dit, vae).
 """
@@ -48,7 +55,19 @@ from cosmos_core.acceleration import CudaGraphDiT, compile_blocks
 from cosmos_core.device import configure_backends
 from cosmos_core.dit import CosmosDiT, dit_config
 
-SECTIONS = ("dit", "profile", "attention", "vae", "t5", "generate", "write")
+SECTIONS = (
+    "dit",
+    "profile",
+    "attention",
+    "vae",
+    "t5",
+    "generate",
+    "write",
+    "natten-check",
+    "natten-attention",
+    "natten-dit",
+    "natten-generate",
+)
 # google-t5/t5-11b's encoder (what Cosmos-Predict2 uses): T5 v1.0, ReLU feed-forward.
 T5_11B = dict(vocab_size=32128, d_model=1024, d_kv=128, d_ff=65536, num_layers=24, num_heads=128)
 VIDEO_LATENTS = (24, 88, 160)  # 93 frames at 1280x704 (the 720p 16:9 size)
@@ -472,7 +491,7 @@ def random_t5_encoder(device: torch.device):
     return T5TextEncoder(t5_11b(device), WordTokenizer(EMBEDDED_DIR / "t5" / "tokenizer.json"))
 
 
-def random_bundle(task: str, device: torch.device, cuda_graphs: bool, encoder):
+def random_bundle(task: str, device: torch.device, cuda_graphs: bool, encoder, natten: bool = False):
     """A 2B preset's networks with random weights (no checkpoint can be fetched), accelerated as the
     pipelines load them, around a shared text encoder (random_t5_encoder)."""
     from cosmos_core.acceleration import Acceleration, accelerate
@@ -480,7 +499,10 @@ def random_bundle(task: str, device: torch.device, cuda_graphs: bool, encoder):
     from cosmos_core.presets import text2image_preset, video2world_preset
     from cosmos_core.vae import VAE_PRESETS, WanVAE
 
-    preset = text2image_preset("2B") if task == "text2image" else video2world_preset("2B", "720", 16)
+    if task == "text2image":
+        preset = text2image_preset("2B")
+    else:
+        preset = video2world_preset("2B", "720", 16, natten=natten)
     torch.manual_seed(0)
     with torch.device(device):
         dit = CosmosDiT(dit_config(preset.dit))
@@ -508,7 +530,7 @@ def timed_generation(generate: Callable[[], object]) -> tuple[object, dict]:
     }
 
 
-def bench_generate(device: torch.device, which: list[str], out_dir: Path) -> dict:
+def bench_generate(device: torch.device, which: list[str], out_dir: Path, natten: bool = False) -> dict:
     from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline
     from cosmos_core.requests import Text2ImageRequest, Video2WorldRequest
 
@@ -547,7 +569,7 @@ def bench_generate(device: torch.device, which: list[str], out_dir: Path) -> dic
             del pipeline
             fresh()
     if "video2world" in which:
-        pipeline = Video2WorldPipeline(random_bundle("video2world", device, False, encoder))
+        pipeline = Video2WorldPipeline(random_bundle("video2world", device, False, encoder, natten))
         rng = np.random.default_rng(0)
         frames = rng.integers(0, 256, (1, 704, 1280, 3), dtype=np.uint8)
         start = time.perf_counter()
@@ -560,9 +582,9 @@ def bench_generate(device: torch.device, which: list[str], out_dir: Path) -> dic
         )
         r["warm_up_s"] = round(warm_up_s, 1)
         r["frames"] = list(generation.frames.shape)
-        out["2B-video2world-720p-93f"] = r
+        out["2B-video2world-720p-93f" + ("-natten" if natten else "")] = r
         print(
-            f"  2B video2world 720p: {r['wall_s']:.1f} s (without the MP4 write), peak {r['peak_gb']:.1f} GB, {r['timings']}",
+            f"  2B video2world 720p{' natten' if natten else ''}: {r['wall_s']:.1f} s (without the MP4 write), peak {r['peak_gb']:.1f} GB, {r['timings']}",
             flush=True,
         )
         del pipeline
@@ -593,6 +615,158 @@ def bench_write() -> dict:
     }
     print(f"  mp4 write 93 frames 1280x704: {r['s']:.2f} s")
     return r
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sparse attention (the reference's -natten DiTs)
+# ----------------------------------------------------------------------------------------------------
+
+
+def natten_twins(size: str, device: torch.device) -> tuple[CosmosDiT, CosmosDiT]:
+    """The dense Video2World DiT (random bf16 weights) and its sparse variant sharing those weights."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        dense = CosmosDiT(dit_config(f"{size}-Video2World")).to(torch.bfloat16).eval().requires_grad_(False)
+    with torch.device("meta"):
+        sparse = CosmosDiT(dit_config(f"{size}-Video2World-natten"))
+    sparse.load_state_dict(dense.state_dict(), assign=True)
+    return dense, sparse.eval().requires_grad_(False)
+
+
+def unique_layer_attention(size: str, grid, device: torch.device) -> dict:
+    """{pattern name: NeighborhoodAttention or None (dense)} for the distinct patterns of a size."""
+    from cosmos_core.sparse_attention import NATTEN_PATTERNS, TokenOrder, layer_attention
+
+    order = TokenOrder.tiled(grid)
+    found = {}
+    for index, pattern in enumerate(NATTEN_PATTERNS[size]):
+        name = (
+            "dense"
+            if pattern is None
+            else f"w{pattern.window[1:]}s{pattern.stride[1:]}d{pattern.dilation[1:]}"
+        )
+        if name not in found:
+            found[name] = {"layers": [], "attend": layer_attention(pattern, grid, order, device)}
+        found[name]["layers"].append(index)
+    return found
+
+
+def bench_natten_check(device: torch.device) -> dict:
+    out = {"patterns": {}}
+    grid = (VIDEO_LATENTS[0], VIDEO_LATENTS[1] // 2, VIDEO_LATENTS[2] // 2)
+    L = grid[0] * grid[1] * grid[2]
+    gen = torch.Generator(device).manual_seed(1)
+    for size in ("2B", "14B"):
+        for name, entry in unique_layer_attention(size, grid, device).items():
+            attend = entry["attend"]
+            if attend is None or name in out["patterns"]:
+                continue
+            q, k, v = (
+                torch.randn(1, 16, L, 128, device=device, generator=gen, dtype=torch.bfloat16)
+                for _ in range(3)
+            )
+            got = attend(q, k, v)
+            if attend.gather is not None:  # compare in the layer's own order
+                q, k, v, got = (x[:, :, attend.gather] for x in (q, k, v, got))
+            rows = torch.randperm(L, device=device, generator=gen)[:2048]
+            want = torch.nn.functional.scaled_dot_product_attention(
+                q[:, :, rows].float(), k.float(), v.float(), attn_mask=attend.mask_rows(rows)
+            )
+            out["patterns"][name] = {
+                "layers": entry["layers"],
+                "kind": "dense groups" if attend.groups else "flex",
+                "blocks": getattr(attend, "block_counts", None),
+                "rel_diff_vs_masked_sdpa": rel_diff(got[:, :, rows], want),
+            }
+            print(f"  {name}: {out['patterns'][name]}", flush=True)
+    # The whole 2B sparse DiT on 4 latent frames: compiled (FlexAttention) and CUDA-graphed against an
+    # eager twin (same weights) whose layers run masked SDPA, the CPU path (its block masks dropped).
+    _, sparse = natten_twins("2B", device)
+    with torch.device("meta"):
+        eager = CosmosDiT(sparse.cfg)
+    eager.load_state_dict(sparse.state_dict(), assign=True)
+    x, t, text, mask = dit_inputs(sparse.cfg, 4, *VIDEO_LATENTS[1:], device)
+    with torch.no_grad():
+        compile_blocks(sparse)
+        compiled = sparse(x, t, text, condition_mask=mask)
+        graphed = CudaGraphDiT(sparse)(x, t, text, condition_mask=mask)
+        eager._plan(4, VIDEO_LATENTS[1] // 2, VIDEO_LATENTS[2] // 2, device, None)
+        for plan in eager._plans.values():
+            for attend in plan.sparse:
+                if attend is not None:
+                    attend.block_mask = None
+        masked = eager(x, t, text, condition_mask=mask)
+    out["dit_2B_4_frames"] = {
+        "rel_diff_compiled_flex_vs_masked_sdpa": rel_diff(compiled, masked),
+        "rel_diff_cuda_graphs_vs_compiled": rel_diff(graphed, compiled),
+    }
+    print(f"  2B sparse DiT, 4 frames: {out['dit_2B_4_frames']}", flush=True)
+    return out
+
+
+def bench_natten_attention(device: torch.device, iters: int) -> dict:
+    grid = (VIDEO_LATENTS[0], VIDEO_LATENTS[1] // 2, VIDEO_LATENTS[2] // 2)
+    L = grid[0] * grid[1] * grid[2]
+    q, k, v = (torch.randn(1, 16, L, 128, device=device, dtype=torch.bfloat16) for _ in range(3))
+    from cosmos_core.attention import attention
+
+    out = {"dense_cudnn": measure(lambda: attention(q, k, v), 2, iters)}
+    print(f"  dense: {out['dense_cudnn']['ms']:.1f} ms", flush=True)
+    layer_ms = {}
+    for size in ("2B", "14B"):
+        total = 0.0
+        for name, entry in unique_layer_attention(size, grid, device).items():
+            if name not in out:
+                attend = entry["attend"]
+                out[name] = measure(lambda a=attend: a(q, k, v), 2, iters) if attend else out["dense_cudnn"]
+                print(f"  {name}: {out[name]['ms']:.1f} ms", flush=True)
+            total += out[name]["ms"] * len(entry["layers"])
+        layer_ms[size] = {"sparse_all_layers_ms": total}
+    out["per_network"] = layer_ms
+    return out
+
+
+def bench_natten_dit(
+    sizes: list[str], device: torch.device, warmup: int, iters: int, entry: dict, save
+) -> None:
+    for size in sizes:
+        dense, sparse = natten_twins(size, device)
+        x, t, text, mask = dit_inputs(dense.cfg, *VIDEO_LATENTS, device)
+        big = size == "14B"
+        with torch.no_grad():
+            reference = dense(x, t, text, condition_mask=mask) if not big else None
+            for name, model in (
+                (f"{size}_720p_forward_ms", sparse),
+                (f"{size}_720p_dense_forward_ms", dense),
+            ):
+                compile_blocks(model)
+                start = time.perf_counter()
+                model(x, t, text, condition_mask=mask)  # compiles
+                first_s = time.perf_counter() - start
+                with ClockSampler(device) as clocks:
+                    r = measure(
+                        lambda m=model, a=(x, t, text), c=mask: m(*a, condition_mask=c),
+                        1 if big else warmup,
+                        3 if big else iters,
+                    )
+                entry[name] = r["ms"]
+                entry.setdefault("detail", {})[name] = {
+                    **r,
+                    "first_call_s": round(first_s, 1),
+                    "clocks": clocks.summary(),
+                }
+                entry[f"{size}_720p_peak_gb"] = max(entry.get(f"{size}_720p_peak_gb", 0.0), r["peak_gb"])
+                print(
+                    f"  {name}: {r['ms']:.0f} ms (first call {first_s:.0f} s), peak {r['peak_gb']:.1f} GB",
+                    flush=True,
+                )
+                save()
+            if reference is not None:  # how far sparse attention moves a random-weight forward (not an error)
+                entry["detail"][f"{size}_rel_diff_sparse_vs_dense_output"] = rel_diff(
+                    sparse(x, t, text, condition_mask=mask), reference
+                )
+        del dense, sparse
+        fresh()
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -686,6 +860,21 @@ def run_section(section: str, args, results: dict, device, out_dir: Path, save) 
         results.setdefault("generate", {}).update(
             bench_generate(device, args.generations.split(","), out_dir)
         )
+    elif section == "natten-check":
+        results.setdefault("natten", {})["check"] = bench_natten_check(device)
+    elif section == "natten-attention":
+        results.setdefault("natten", {})["attention_720p"] = bench_natten_attention(device, args.iters)
+    elif section.split("=")[0] == "natten-dit":
+        sizes = section.split("=")[1].split("+") if "=" in section else ["2B", "14B"]
+        bench_natten_dit(sizes, device, args.warmup, args.iters, results.setdefault("natten", {}), save)
+    elif section == "natten-generate":
+        generation = bench_generate(device, ["video2world"], out_dir, natten=True)[
+            "2B-video2world-720p-93f-natten"
+        ]
+        natten = results.setdefault("natten", {})
+        natten["2B_720p_generation_s"] = generation["wall_s"]
+        natten["2B_720p_generation_peak_gb"] = generation["peak_gb"]
+        natten.setdefault("detail", {})["2B_720p_generation"] = generation
     elif section == "write":
         import os
 

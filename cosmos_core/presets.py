@@ -32,6 +32,8 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "embedded": {"1:1": (128, 128), "4:3": (128, 96), "3:4": (96, 128), "16:9": (160, 96), "9:16": (96, 160)},
 }
 FRAMES_BY_FPS = {16: 93, 10: 61}
+# The reference's sparse-attention (NATTEN) Video2World DiTs exist at this resolution only.
+NATTEN_RESOLUTION = "720"
 EMBEDDED_FRAMES = 17
 EMBEDDED_FPS = 16
 
@@ -50,6 +52,7 @@ class ModelPreset:
     fps: int = 16
     num_frames: int = 1
     embedded: bool = False
+    natten: bool = False  # the sparse-attention fine-tune (cosmos_core/sparse_attention.py)
 
     def size(self, aspect_ratio: str) -> tuple[int, int]:
         """(width, height) of the output for an aspect ratio; a clear error for an unknown one."""
@@ -76,6 +79,22 @@ def _build() -> dict[str, ModelPreset]:
                 presets[name] = ModelPreset(
                     name, "video2world", f"{size}-Video2World", "wan2.1", repo, dit_file, res, fps, frames
                 )
+            if res == NATTEN_RESOLUTION:
+                for fps, frames in FRAMES_BY_FPS.items():
+                    name = f"Cosmos-Predict2-{size}-Video2World-{res}p-{fps}fps-natten"
+                    dit_file = f"model-{res}p-{fps}fps-natten.pt"
+                    presets[name] = ModelPreset(
+                        name,
+                        "video2world",
+                        f"{size}-Video2World-natten",
+                        "wan2.1",
+                        repo,
+                        dit_file,
+                        res,
+                        fps,
+                        frames,
+                        natten=True,
+                    )
     # The built-in small model, used when no checkpoint is present (weights inside the package).
     presets["embedded-Text2Image"] = ModelPreset(
         "embedded-Text2Image",
@@ -109,8 +128,24 @@ def text2image_preset(model_size: str) -> ModelPreset:
     return model_preset(f"Cosmos-Predict2-{model_size}-Text2Image")
 
 
-def video2world_preset(model_size: str, resolution: str | int = "720", fps: int = 16) -> ModelPreset:
-    return model_preset(f"Cosmos-Predict2-{model_size}-Video2World-{resolution}p-{fps}fps")
+def video2world_preset(
+    model_size: str, resolution: str | int = "720", fps: int = 16, natten: bool = False
+) -> ModelPreset:
+    """A Video2World preset; `natten`: the reference's sparse-attention DiT (720p only)."""
+    if not natten:
+        return model_preset(f"Cosmos-Predict2-{model_size}-Video2World-{resolution}p-{fps}fps")
+    if model_size == "embedded":
+        raise ValueError(
+            "--natten: the embedded model has no sparse-attention variant; --natten runs the reference's "
+            "2B and 14B 720p NATTEN checkpoints (give --model_size 2B or 14B, or leave out --natten)"
+        )
+    if str(resolution) != NATTEN_RESOLUTION:
+        raise ValueError(
+            f"--natten: the reference's sparse-attention DiTs exist at {NATTEN_RESOLUTION}p only "
+            f"(model-{NATTEN_RESOLUTION}p-{{10,16}}fps-natten.pt), not at {resolution}p: use --resolution "
+            f"{NATTEN_RESOLUTION} or leave out --natten"
+        )
+    return model_preset(f"Cosmos-Predict2-{model_size}-Video2World-{resolution}p-{fps}fps-natten")
 
 
 def model_preset(name: str) -> ModelPreset:

@@ -347,7 +347,8 @@ class NeighborhoodAttention:
 
     def _masked_sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         L = self.length
-        chunk = max(1, (1 << 24) // (L * q.shape[0] * q.shape[1]))
+        budget = 1 << (28 if q.is_cuda else 24)  # score entries per chunk
+        chunk = max(1, budget // (L * q.shape[0] * q.shape[1]))
         outs = []
         for first in range(0, L, chunk):
             rows = torch.arange(first, min(first + chunk, L), device=q.device)
