@@ -26,6 +26,10 @@ calls can fill in turn; a 10-minute device call holds a few sections, not all):
             and a whole 2B sparse DiT, compiled and CUDA-graphed, against its masked-SDPA path (4 frames).
   natten-attention each pattern's self-attention alone at 720p 16:9, next to dense cuDNN attention.
   natten-dit=2B+14B  one forward, sparse and dense, compiled, 720p 16:9 93 frames, batch 1, shared weights.
+  natten-tune      FlexAttention kernel settings on the two largest 2B patterns, and a profile of the 2B
+            sparse compiled forward.
+  natten-variants  the 2B sparse compiled forward with and without inductor's prologue fusion (RMSNorm and
+            RoPE computed inside the attention kernel's loads) and with candidate kernel settings.
   natten-generate  a full 2B 720p 93-frame Video2World generation with the sparse DiT (as `generate`).
 Sections starting with natten write under the top-level key "natten".
 Every timing carries the SM clock and power that NVML read while it ran (sm_clock_mhz), where NVML is there.
@@ -67,6 +71,8 @@ SECTIONS = (
     "natten-attention",
     "natten-dit",
     "natten-generate",
+    "natten-tune",
+    "natten-variants",
 )
 # google-t5/t5-11b's encoder (what Cosmos-Predict2 uses): T5 v1.0, ReLU feed-forward.
 T5_11B = dict(vocab_size=32128, d_model=1024, d_kv=128, d_ff=65536, num_layers=24, num_heads=128)
@@ -726,6 +732,129 @@ def bench_natten_attention(device: torch.device, iters: int) -> dict:
     return out
 
 
+NATTEN_KERNEL_CANDIDATES_2 = {
+    "m128_n128_s2_w8_tma": {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warps": 8, "USE_TMA": True},
+    "m128_n128_s3_w8_tma": {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 3, "num_warps": 8, "USE_TMA": True},
+    "m128_n128_s2_w4_tma": {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warps": 4, "USE_TMA": True},
+    "m128_n64_s3_w8_tma_rows_safe": {
+        "BLOCK_M": 128,
+        "BLOCK_N": 64,
+        "num_stages": 3,
+        "num_warps": 8,
+        "USE_TMA": True,
+        "ROWS_GUARANTEED_SAFE": True,
+    },
+    "m128_n128_s2_w8_tma_rows_safe": {
+        "BLOCK_M": 128,
+        "BLOCK_N": 128,
+        "num_stages": 2,
+        "num_warps": 8,
+        "USE_TMA": True,
+        "ROWS_GUARANTEED_SAFE": True,
+    },
+}
+
+
+def bench_natten_variants(device: torch.device, iters: int) -> dict:
+    grid = (VIDEO_LATENTS[0], VIDEO_LATENTS[1] // 2, VIDEO_LATENTS[2] // 2)
+    L = grid[0] * grid[1] * grid[2]
+    q, k, v = (torch.randn(1, 16, L, 128, device=device, dtype=torch.bfloat16) for _ in range(3))
+    out = {"kernels": {}, "forward_ms": {}}
+    attend = unique_layer_attention("2B", grid, device)["w(20, 40)s(4, 8)d(1, 1)"]["attend"]
+    reference = attend(q, k, v)
+    for option, kernel_options in NATTEN_KERNEL_CANDIDATES_2.items():
+        torch._dynamo.reset()
+        attend.kernel_options = kernel_options
+        try:
+            r = measure(lambda a=attend: a(q, k, v), 2, iters)
+            r["rel_diff"] = rel_diff(attend(q, k, v), reference)
+        except Exception as error:
+            r = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
+        out["kernels"][option] = r
+        print(f"  w(20, 40) {option}: {r.get('ms', r.get('error'))}", flush=True)
+    q = k = v = reference = None  # free the memory for the forwards
+    best = min((r["ms"], name) for name, r in out["kernels"].items() if "ms" in r and r["rel_diff"] < 1e-2)[1]
+    variants = {
+        "prologue_fusion_rows_safe": (True, {"ROWS_GUARANTEED_SAFE": True}),
+        "no_prologue_fusion_rows_safe": (False, {"ROWS_GUARANTEED_SAFE": True}),
+        f"no_prologue_fusion_{best}": (False, NATTEN_KERNEL_CANDIDATES_2[best]),
+        f"prologue_fusion_{best}": (True, NATTEN_KERNEL_CANDIDATES_2[best]),
+    }
+    for name, (prologue, kernel_options) in variants.items():
+        fresh()
+        _, sparse = natten_twins("2B", device)
+        plan = sparse._plan(VIDEO_LATENTS[0], *grid[1:], device, None)
+        for a in plan.sparse:
+            if a is not None:
+                a.kernel_options = kernel_options
+        for block in sparse.blocks:
+            block.compile(dynamic=False, options={"prologue_fusion": prologue})
+        x, t, text, mask = dit_inputs(sparse.cfg, *VIDEO_LATENTS, device)
+        with torch.no_grad():
+            r = measure(lambda m=sparse, a=(x, t, text), c=mask: m(*a, condition_mask=c), 2, iters)
+        out["forward_ms"][name] = r["ms"]
+        print(f"  2B sparse forward {name}: {r['ms']:.0f} ms", flush=True)
+        del sparse
+    return out
+
+
+NATTEN_KERNEL_CANDIDATES = {
+    "default": {},
+    "rows_safe": {"ROWS_GUARANTEED_SAFE": True},
+    "tma": {"USE_TMA": True},
+    "rows_safe_tma": {"ROWS_GUARANTEED_SAFE": True, "USE_TMA": True},
+    "m128_n128_s2_w8": {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warps": 8},
+    "m128_n128_s2_w8_tma": {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warps": 8, "USE_TMA": True},
+    "m128_n64_s4_w8": {"BLOCK_M": 128, "BLOCK_N": 64, "num_stages": 4, "num_warps": 8},
+    "m128_n64_s3_w8_prescale": {
+        "BLOCK_M": 128,
+        "BLOCK_N": 64,
+        "num_stages": 3,
+        "num_warps": 8,
+        "PRESCALE_QK": True,
+    },
+    "m64_n128_s3_w4": {"BLOCK_M": 64, "BLOCK_N": 128, "num_stages": 3, "num_warps": 4},
+}
+
+
+def bench_natten_tune(device: torch.device, iters: int, out_dir: Path) -> dict:
+    grid = (VIDEO_LATENTS[0], VIDEO_LATENTS[1] // 2, VIDEO_LATENTS[2] // 2)
+    L = grid[0] * grid[1] * grid[2]
+    q, k, v = (torch.randn(1, 16, L, 128, device=device, dtype=torch.bfloat16) for _ in range(3))
+    out = {}
+    for name, entry in unique_layer_attention("2B", grid, device).items():
+        attend = entry["attend"]
+        if (
+            attend is None
+            or attend.groups
+            or name not in ("w(20, 40)s(4, 8)d(1, 1)", "w(28, 56)s(4, 8)d(1, 1)")
+        ):
+            continue
+        reference = attend(q, k, v)
+        out[name] = {}
+        for option, kernel_options in NATTEN_KERNEL_CANDIDATES.items():
+            attend.kernel_options = kernel_options
+            try:
+                r = measure(lambda a=attend: a(q, k, v), 2, iters)
+                r["rel_diff"] = rel_diff(attend(q, k, v), reference)
+            except Exception as error:  # a setting the GPU cannot hold (shared memory)
+                r = {"error": f"{type(error).__name__}: {str(error)[:200]}"}
+            out[name][option] = r
+            print(f"  {name} {option}: {r.get('ms', r.get('error'))}", flush=True)
+    _, sparse = natten_twins("2B", device)
+    compile_blocks(sparse)
+    x, t, text, mask = dit_inputs(sparse.cfg, *VIDEO_LATENTS, device)
+    with torch.no_grad():
+        for _ in range(2):
+            sparse(x, t, text, condition_mask=mask)
+        prof = cuda_profile(lambda: sparse(x, t, text, condition_mask=mask))
+    table = prof.key_averages().table(sort_by="device_time_total", row_limit=30, max_name_column_width=90)
+    (out_dir / "profile-2B-720p-natten-compiled.txt").write_text(table)
+    print(table, flush=True)
+    out["profile_2B_720p_natten_compiled"] = top_kernels(prof, 25, 120)
+    return out
+
+
 def bench_natten_dit(
     sizes: list[str], device: torch.device, warmup: int, iters: int, entry: dict, save
 ) -> None:
@@ -867,6 +996,10 @@ def run_section(section: str, args, results: dict, device, out_dir: Path, save) 
     elif section.split("=")[0] == "natten-dit":
         sizes = section.split("=")[1].split("+") if "=" in section else ["2B", "14B"]
         bench_natten_dit(sizes, device, args.warmup, args.iters, results.setdefault("natten", {}), save)
+    elif section == "natten-tune":
+        results.setdefault("natten", {})["tune"] = bench_natten_tune(device, args.iters, out_dir)
+    elif section == "natten-variants":
+        results.setdefault("natten", {})["variants"] = bench_natten_variants(device, args.iters)
     elif section == "natten-generate":
         generation = bench_generate(device, ["video2world"], out_dir, natten=True)[
             "2B-video2world-720p-93f-natten"
