@@ -255,6 +255,7 @@ def run_command(args: argparse.Namespace) -> int:
             args.device,
             ema=args.load_ema,
             cp=cp,
+            natten=args.natten,
         )
         rail, refiner = load_safety(
             root,

@@ -127,7 +127,6 @@ def _add_safety_flags(p: argparse.ArgumentParser, refiner: bool) -> None:
         s.add_argument("--offload_prompt_refiner", action="store_true", help="keep the refiner on the CPU")
         s.add_argument("--offload_text_encoder", action="store_true", help="keep T5 on the CPU between uses")
         s.add_argument("--downcast_text_encoder", action="store_true", help="run T5 in bf16")
-        s.add_argument("--natten", action="store_true", help="sparse attention weights (720p, 16:9)")
 
 
 def _add_video_flags(p: argparse.ArgumentParser) -> None:
@@ -137,6 +136,12 @@ def _add_video_flags(p: argparse.ArgumentParser) -> None:
         "--fps", type=int, choices=[10, 16], default=16, help="model frame rate (10: 61 frames, 16: 93)"
     )
     v.add_argument("--num_gpus", type=int, default=1, help="GPUs for context parallelism (under torchrun)")
+    v.add_argument(
+        "--natten",
+        action="store_true",
+        help="the sparse-attention (NATTEN) Video2World DiT, model-720p-{fps}fps-natten.pt (2B/14B, 720p; "
+        "other aspect ratios scale its windows)",
+    )
 
 
 def text2image_parser() -> argparse.ArgumentParser:
@@ -385,6 +390,7 @@ def video2world_main(argv: list[str] | None = None) -> int:
             ema=args.load_ema,
             acceleration=acceleration_from_args(args),
             cp=args.cp,
+            natten=args.natten,
         )
 
     return run("video2world", argv, video2world_parser(), Video2WorldRequest, load, _save)
@@ -403,6 +409,7 @@ def text2world_main(argv: list[str] | None = None) -> int:
             ema=args.load_ema,
             acceleration=acceleration_from_args(args),
             cp=args.cp,
+            natten=args.natten,
         )
 
     def save(pipeline, request, output):

@@ -64,7 +64,7 @@ def download_command(preset: ModelPreset) -> str:
         return f"python -m scripts.download_checkpoints --model_types text2image --model_sizes {size}"
     return (
         f"python -m scripts.download_checkpoints --model_types video2world --model_sizes {size} "
-        f"--resolution {preset.resolution} --fps {preset.fps}"
+        f"--resolution {preset.resolution} --fps {preset.fps}" + (" --natten" if preset.natten else "")
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from manifests.schemas import NATTEN_RESOLUTION  # the sparse-attention DiTs' one resolution
+
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16")
 
 # (width, height) by resolution and aspect ratio. "1024" is Text2Image's; "embedded" is the built-in
@@ -32,12 +34,15 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "embedded": {"1:1": (128, 128), "4:3": (128, 96), "3:4": (96, 128), "16:9": (160, 96), "9:16": (96, 160)},
 }
 FRAMES_BY_FPS = {16: 93, 10: 61}
-# The reference's sparse-attention (NATTEN) Video2World DiTs exist at this resolution only.
-NATTEN_RESOLUTION = "720"
+
 EMBEDDED_FRAMES = 17
 EMBEDDED_FPS = 16
 
 T5_REPO = "google-t5/t5-11b"
+
+
+class PresetError(ValueError):
+    """A combination no checkpoint exists for (--natten at 480p, or with the embedded model)."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +140,12 @@ def video2world_preset(
     if not natten:
         return model_preset(f"Cosmos-Predict2-{model_size}-Video2World-{resolution}p-{fps}fps")
     if model_size == "embedded":
-        raise ValueError(
+        raise PresetError(
             "--natten: the embedded model has no sparse-attention variant; --natten runs the reference's "
             "2B and 14B 720p NATTEN checkpoints (give --model_size 2B or 14B, or leave out --natten)"
         )
     if str(resolution) != NATTEN_RESOLUTION:
-        raise ValueError(
+        raise PresetError(
             f"--natten: the reference's sparse-attention DiTs exist at {NATTEN_RESOLUTION}p only "
             f"(model-{NATTEN_RESOLUTION}p-{{10,16}}fps-natten.pt), not at {resolution}p: use --resolution "
             f"{NATTEN_RESOLUTION} or leave out --natten"

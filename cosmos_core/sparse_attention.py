@@ -355,13 +355,13 @@ class NeighborhoodAttention:
         )
 
     def _flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # The Hopper tiles hold heads of up to 128 channels (shared memory); wider ones take the defaults.
+        options = self.kernel_options if q.shape[-1] <= 128 else {"ROWS_GUARANTEED_SAFE": True}
         if torch.compiler.is_compiling():
             from torch.nn.attention.flex_attention import flex_attention
 
-            return flex_attention(q, k, v, block_mask=self.block_mask, kernel_options=self.kernel_options)
-        return _compiled_flex_attention()(
-            q, k, v, block_mask=self.block_mask, kernel_options=self.kernel_options
-        )
+            return flex_attention(q, k, v, block_mask=self.block_mask, kernel_options=options)
+        return _compiled_flex_attention()(q, k, v, block_mask=self.block_mask, kernel_options=options)
 
     def _masked_sdpa(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         L = self.length

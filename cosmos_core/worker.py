@@ -34,6 +34,7 @@ from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline, save_generation
 from cosmos_core.pipelines.text2world import image_request, video_request
 from cosmos_core.pipelines.video2world import ConditioningError
+from cosmos_core.presets import PresetError
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from manifests import ResolvedRow, ResultRecord, Shard, read_record, read_shard, write_record
 
@@ -94,7 +95,7 @@ def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None =
             size = None if _video_checkpoint_present(shard) else "embedded"
         return Text2ImagePipeline.load(size, _dir(m.checkpoint_dir), m.dit_path, m.distilled, device=device)
     return Video2WorldPipeline.load(
-        m.model_size, m.resolution, m.fps, _dir(m.checkpoint_dir), m.dit_path, device, cp=cp
+        m.model_size, m.resolution, m.fps, _dir(m.checkpoint_dir), m.dit_path, device, cp=cp, natten=m.natten
     )
 
 
@@ -126,7 +127,7 @@ def _video_checkpoint_present(shard: Shard) -> bool:
     from cosmos_core.models import checkpoints_present, default_checkpoint_dir
     from cosmos_core.presets import video2world_preset
 
-    preset = video2world_preset("2B", shard.model.resolution, shard.model.fps)
+    preset = video2world_preset("2B", shard.model.resolution, shard.model.fps, natten=shard.model.natten)
     return checkpoints_present(preset, _dir(shard.model.checkpoint_dir) or default_checkpoint_dir())
 
 
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             device = str(maybe_init_distributed().device)
             cp = ContextParallel()
         counts = run_shard(shard, rank, world_size, device, cp)
-    except CheckpointError as error:
+    except (CheckpointError, PresetError) as error:
         log.error("cannot load the models: %s", error)
         return 3
     log.info("done: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))

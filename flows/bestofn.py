@@ -66,6 +66,7 @@ def video2world_best_of_n(
     dispatch_deployment: str | None = None,
     guardrail: bool = True,
     prompt_refiner: bool = False,
+    natten: bool = False,
 ) -> dict:
     """Best-of-N for every row of a manifest: num_generations videos per row, scored by a critic, the
     best one written to the row's output.
@@ -86,6 +87,7 @@ def video2world_best_of_n(
         dispatch_deployment,
         guardrail,
         prompt_refiner,
+        natten,
     )
     try:
         return run_batch("best-of-n", manifest, output_root, options)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from flows.batch import BatchOptions
 from manifests import ModelSpec
+from manifests.schemas import check_natten_resolution
 
 
 def batch_options(
@@ -20,14 +21,22 @@ def batch_options(
     dispatch_deployment: str | None,
     guardrail: bool = True,
     refiner: bool = False,
+    natten: bool = False,
 ) -> BatchOptions:
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    check_natten_resolution(natten, resolution)
     return BatchOptions(
         shard_size=shard_size,
         gpus_per_shard=gpus_per_shard,
         parallelism=parallelism,
-        model=ModelSpec(model_size=model_size, resolution=resolution, fps=fps, checkpoint_dir=checkpoint_dir),
+        model=ModelSpec(
+            model_size=model_size,
+            resolution=resolution,
+            fps=fps,
+            checkpoint_dir=checkpoint_dir,
+            natten=natten,
+        ),
         input_root=input_root,
         dispatch_deployment=dispatch_deployment,
         guardrail=guardrail,

@@ -25,6 +25,7 @@ def video2world_batch(
     dispatch_deployment: str | None = None,
     guardrail: bool = True,
     prompt_refiner: bool = False,
+    natten: bool = False,
 ) -> dict:
     """Generate every row of a video2world manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
 
@@ -48,5 +49,6 @@ def video2world_batch(
         dispatch_deployment,
         guardrail,
         prompt_refiner,
+        natten,
     )
     return run_batch("video2world", manifest, output_root, options)

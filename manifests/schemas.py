@@ -14,7 +14,15 @@ import posixpath
 import re
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 Task = Literal["text2image", "video2world", "text2world", "best-of-n"]
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16"]
@@ -54,6 +62,26 @@ ImageModelSize = Literal["0.6B", "2B", "14B", "embedded"]
 # input_video (video tasks; input_video may be an image).
 OUTPUT_ALIASES = AliasChoices("output", "output_image", "output_video")
 INPUT_ALIASES = AliasChoices("input", "input_video")
+
+
+NATTEN_RESOLUTION = "720"  # the reference's sparse-attention DiTs exist at 720p only
+NATTEN_DESCRIPTION = (
+    "the sparse-attention (NATTEN) Video2World DiT, 720p only; None: the run's natten parameter"
+)
+
+
+def check_natten_resolution(natten: bool | None, resolution: str) -> None:
+    if natten and resolution != NATTEN_RESOLUTION:
+        raise ValueError(
+            f"natten: the sparse-attention DiTs exist at {NATTEN_RESOLUTION}p only, not at {resolution}p"
+        )
+
+
+def check_natten(cls, natten: bool | None, info: ValidationInfo) -> bool | None:
+    """A video row's own natten against its resolution (validated before it; the run's natten is checked
+    by the flow)."""
+    check_natten_resolution(natten, info.data.get("resolution", NATTEN_RESOLUTION))
+    return natten
 
 
 class RowBase(BaseModel):
@@ -141,6 +169,9 @@ class Video2WorldRow(RowBase):
     num_conditional_frames: ConditionalFrames = 1
     resolution: Resolution = "720"
     fps: Fps = 16
+    natten: bool | None = Field(None, description=NATTEN_DESCRIPTION)
+
+    _check_natten = field_validator("natten")(check_natten)
 
     @field_validator("input")
     @classmethod
@@ -156,6 +187,9 @@ class Video2WorldRow(RowBase):
 class Text2WorldRow(RowBase):
     resolution: Resolution = "720"
     fps: Fps = 16
+    natten: bool | None = Field(None, description=NATTEN_DESCRIPTION)
+
+    _check_natten = field_validator("natten")(check_natten)
     image_guidance: float | None = Field(None, ge=0, description="guidance of the image stage; None: 4")
 
 

@@ -28,6 +28,7 @@ class ModelSpec(BaseModel):
     checkpoint_dir: str | None = None  # None: $COSMOS_CHECKPOINT_DIR or checkpoints/
     dit_path: str | None = None  # an explicit DiT checkpoint, overriding the one named by the size
     distilled: bool = False  # text2image rows with distill_steps > 0 load model_distilled.pt
+    natten: bool = False  # video tasks: the sparse-attention DiT (model-720p-{fps}fps-natten.pt)
 
 
 class Shard(BaseModel):
@@ -52,7 +53,7 @@ def is_image_task(task: str) -> bool:
 
 
 def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> ModelSpec:
-    """The model a row needs: its model_size, resolution and fps over the defaults.
+    """The model a row needs: its model_size, resolution, fps and natten over the defaults.
 
     `task` is the shard's task, which may be a stage name ('text2world-video'). An image model has no
     resolution or fps, so for image tasks those stay at the defaults and do not split the rows."""
@@ -62,7 +63,7 @@ def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> Mod
     if is_image_task(task):
         update["distilled"] = bool(params.get("distill_steps"))
     else:
-        for name in ("resolution", "fps"):
+        for name in ("resolution", "fps", "natten"):
             if params.get(name) is not None:
                 update[name] = params[name]
     return defaults.model_copy(update=update)

@@ -35,10 +35,14 @@ def resolve_preset(
     resolution: str | int = "720",
     fps: int = 16,
     dit_path: str | None = None,
+    natten: bool = False,
 ) -> ModelPreset:
     """The preset a command asked for. With no size asked for and no checkpoint present, the embedded
     small model (one log line says so); an explicit size always means that size (missing files are
-    then a clear error when loading)."""
+    then a clear error when loading). `natten` (Video2World): the sparse-attention DiT, which the embedded
+    model does not have: it never falls back to the embedded model."""
+    if natten and task != "text2image":
+        return video2world_preset(model_size or DEFAULT_MODEL_SIZE, resolution, fps, natten=True)
     if model_size == "embedded":
         return model_preset(f"embedded-{'Text2Image' if task == 'text2image' else 'Video2World'}")
 

@@ -84,7 +84,10 @@ class Text2WorldPipeline:
         ema: bool = False,
         cp: ContextParallel | None = None,
         acceleration: Acceleration | None = None,
+        natten: bool = False,
     ) -> Text2WorldPipeline:
+        """`natten`: the video stage runs the sparse-attention DiT (the image stage is dense, as the
+        reference's)."""
         video2world = Video2WorldPipeline.load(
             model_size,
             resolution,
@@ -95,6 +98,7 @@ class Text2WorldPipeline:
             ema=ema,
             cp=cp,
             acceleration=acceleration,
+            natten=natten,
         )
         image_size = "embedded" if video2world.bundle.preset.embedded else model_size
         text2image = Text2ImagePipeline.load(

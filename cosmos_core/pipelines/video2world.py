@@ -105,9 +105,11 @@ class Video2WorldPipeline:
         ema: bool = False,
         cp: ContextParallel | None = None,
         acceleration: Acceleration | None = None,
+        natten: bool = False,
     ) -> Video2WorldPipeline:
+        """`natten`: the reference's sparse-attention DiT (`model-720p-{fps}fps-natten.pt`)."""
         preset = resolve_preset(
-            "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path
+            "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path, natten
         )
         bundle = load_bundle(
             preset,

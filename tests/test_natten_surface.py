@@ -1,0 +1,141 @@
+"""`--natten` everywhere a user can ask for it: the commands, best-of-N, manifests, flows and the worker.
+
+The real sparse-attention checkpoints (2B/14B) cannot run here: these tests check what each entry point
+loads and that every combination without a checkpoint is a clear error. The attention itself is tested
+in test_sparse_attention.py; a generation with real weights is marked `weights`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cosmos_core import media
+from cosmos_core.bestofn import bestofn_main
+from cosmos_core.cli import text2world_main, video2world_main
+from cosmos_core.dit import dit_config
+from cosmos_core.models import download_command
+from cosmos_core.pipelines.base import resolve_preset
+from cosmos_core.presets import PresetError, video2world_preset
+from cosmos_core.sparse_attention import NATTEN_PATTERNS
+from cosmos_core.worker import main as worker_main
+from flows.params import batch_options
+from manifests import ModelSpec, plan_shards, read_manifest, write_shard
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "assets", tmp_path / "assets")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COSMOS_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))  # empty
+    return tmp_path
+
+
+@pytest.mark.parametrize("size", ["2B", "14B"])
+@pytest.mark.parametrize("fps", [10, 16])
+def test_natten_presets_load_the_sparse_files_and_patterns(size, fps):
+    preset = video2world_preset(size, "720", fps, natten=True)
+    assert preset.dit_file == f"model-720p-{fps}fps-natten.pt"
+    assert preset.repo_id == f"nvidia/Cosmos-Predict2-{size}-Video2World"
+    assert preset.num_frames == {10: 61, 16: 93}[fps]
+    cfg, dense = dit_config(preset.dit), dit_config(f"{size}-Video2World")
+    assert cfg.neighborhoods == NATTEN_PATTERNS[size]
+    assert cfg.__dict__ | {"neighborhoods": None} == dense.__dict__  # same network otherwise
+    assert download_command(preset).endswith(f"--resolution 720 --fps {fps} --natten")
+    assert not video2world_preset(size, "720", fps).natten
+
+
+def test_natten_never_falls_back_to_the_embedded_model(tmp_path):
+    assert resolve_preset("video2world", None, tmp_path).embedded  # no checkpoint, no --natten
+    assert resolve_preset("video2world", None, tmp_path, natten=True).name == (
+        "Cosmos-Predict2-2B-Video2World-720p-16fps-natten"
+    )
+    with pytest.raises(PresetError, match="720p only .* not at 480p"):
+        resolve_preset("video2world", "2B", tmp_path, "480", natten=True)
+    with pytest.raises(PresetError, match="embedded model has no sparse-attention variant"):
+        resolve_preset("video2world", "embedded", tmp_path, natten=True)
+
+
+MISSING = "checkpoints/nvidia/Cosmos-Predict2-{size}-Video2World/model-720p-{fps}fps-natten.pt"
+DOWNLOAD = (
+    "python -m scripts.download_checkpoints --model_types video2world --model_sizes {size} "
+    "--resolution 720 --fps {fps} --natten"
+)
+
+
+@pytest.mark.parametrize(
+    "main, argv, size, fps",
+    [
+        (video2world_main, ["--natten"], "2B", 16),
+        (video2world_main, ["--natten", "--model_size", "14B", "--fps", "10"], "14B", 10),
+        (text2world_main, ["--natten", "--prompt", "a red ball falls"], "2B", 16),
+        (bestofn_main, ["--natten", "--model_size", "14B"], "14B", 16),
+    ],
+)
+def test_commands_with_natten_name_the_missing_sparse_checkpoint(workdir, caplog, main, argv, size, fps):
+    assert main([*argv, "--disable_guardrail", "--save_path", "out.mp4"]) == 1
+    assert MISSING.format(size=size, fps=fps) in caplog.text
+    assert DOWNLOAD.format(size=size, fps=fps) in caplog.text
+    assert not (workdir / "out.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--natten", "--resolution", "480"], "720p only"),
+        (["--natten", "--model_size", "embedded"], "embedded model has no sparse-attention variant"),
+    ],
+)
+def test_commands_refuse_what_the_reference_cannot_run(workdir, caplog, argv, message):
+    assert video2world_main([*argv, "--disable_guardrail", "--save_path", "out.mp4"]) == 1
+    assert message in caplog.text
+
+
+def conditioning_image(folder: Path) -> None:
+    media.write_image(str(folder / "in.jpg"), np.zeros((96, 160, 3), np.uint8))
+
+
+def test_manifest_column_and_flow_parameter_choose_the_sparse_model(tmp_path):
+    conditioning_image(tmp_path)
+    manifest = tmp_path / "m.csv"
+    image = tmp_path / "in.jpg"
+    manifest.write_text(
+        "id,prompt,input,natten,resolution\n"
+        f"a,one,{image},,720\n"  # the run's choice
+        f"b,two,{image},true,720\n"
+        f"c,three,{image},false,720\n"
+        f"d,four,{image},true,480\n"  # no sparse DiT at 480p: this row alone is rejected
+    )
+    loaded = read_manifest(str(manifest), "video2world", str(tmp_path / "out"))
+    assert [r.id for r in loaded.rows] == ["a", "b", "c"]
+    (error,) = loaded.errors
+    assert (error.row, error.field) == (4, "natten") and "720p only" in error.message
+    specs = {
+        run_natten: {
+            row.id: shard.model.natten
+            for shard in plan_shards(loaded, 10, str(tmp_path / "rec"), ModelSpec(natten=run_natten))
+            for row in shard.rows
+        }
+        for run_natten in (False, True)
+    }
+    assert specs == {False: {"a": False, "b": True, "c": False}, True: {"a": True, "b": True, "c": False}}
+    assert batch_options(25, None, "data", None, "720", 16, None, None, None, natten=True).model.natten
+    with pytest.raises(ValueError, match="720p only"):
+        batch_options(25, None, "data", None, "480", 16, None, None, None, natten=True)
+
+
+def test_worker_with_a_sparse_model_and_no_checkpoint_exits_as_a_configuration_error(tmp_path, caplog):
+    conditioning_image(tmp_path)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(f'{{"prompt": "a red ball", "input": "{tmp_path / "in.jpg"}"}}\n')
+    loaded = read_manifest(str(manifest), "video2world", str(tmp_path / "out"))
+    spec = ModelSpec(natten=True, checkpoint_dir=str(tmp_path / "checkpoints"))
+    (shard,) = plan_shards(loaded, 10, str(tmp_path / "rec"), spec)
+    write_shard(shard, str(tmp_path / "shard.json"))
+    assert worker_main([str(tmp_path / "shard.json")]) == 3  # tasks/shards.py: ShardConfigError, not retried
+    assert "model-720p-16fps-natten.pt" in caplog.text and "--natten" in caplog.text
