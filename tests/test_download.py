@@ -223,7 +223,8 @@ PREDICT2_PRESETS = [
 
 
 def test_predict2_presets_found():
-    assert len(PREDICT2_PRESETS) == 11  # 3 Text2Image + 2 sizes x 2 resolutions x 2 fps Video2World
+    # 3 Text2Image + 2 sizes x 2 resolutions x 2 fps Video2World + 2 sizes x 2 fps 720p NATTEN
+    assert len(PREDICT2_PRESETS) == 15
 
 
 @pytest.mark.parametrize("name", PREDICT2_PRESETS)
@@ -235,7 +236,7 @@ def test_layout_matches_presets(name):
         items = plan(["text2image"], [size])
         vae_pattern = None
     else:
-        items = plan(["video2world"], [size], [preset.resolution], [preset.fps])
+        items = plan(["video2world"], [size], [preset.resolution], [preset.fps], natten=preset.natten)
         vae_pattern = "tokenizer/*"
     item = items[preset.repo_id]
     assert item.local_dir == CKPT / preset.repo_id  # the loader reads checkpoint_dir / repo_id / dit_file

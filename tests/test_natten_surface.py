@@ -55,7 +55,7 @@ def test_natten_never_falls_back_to_the_embedded_model(tmp_path):
     assert resolve_preset("video2world", None, tmp_path, natten=True).name == (
         "Cosmos-Predict2-2B-Video2World-720p-16fps-natten"
     )
-    with pytest.raises(PresetError, match="720p only .* not at 480p"):
+    with pytest.raises(PresetError, match=r"720p only .* not at 480p"):
         resolve_preset("video2world", "2B", tmp_path, "480", natten=True)
     with pytest.raises(PresetError, match="embedded model has no sparse-attention variant"):
         resolve_preset("video2world", "embedded", tmp_path, natten=True)
