@@ -11,4 +11,10 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c 'import torch, prefect, diffusers, transformers; print("set-up ok: torch", torch.__version__)'
+# natten (dev, the parity oracle of cosmos_core/sparse_attention.py): its build needs the installed torch,
+# so no build isolation; without CUDA it builds in seconds and runs its flex-fna backend on the CPU.
+if ! .venv/bin/python -c 'import natten' 2>/dev/null; then
+  .venv/bin/python -m pip install -q setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q --no-build-isolation "natten==0.21.7" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+.venv/bin/python -c 'import torch, prefect, diffusers, transformers, natten; print("set-up ok: torch", torch.__version__)'
