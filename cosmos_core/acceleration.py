@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cosmos_core.device import allow_recompiles
 from cosmos_core.dit import CosmosDiT, DiTConfig
 
 log = logging.getLogger("cosmos_core")
@@ -38,9 +39,7 @@ class Acceleration:
 
 def compile_blocks(dit: CosmosDiT) -> None:
     """torch.compile each transformer block in place (fixed shapes: one graph per resolution)."""
-    # The blocks share one code object, whose compiled graphs dynamo caches 8 at most by default: a
-    # sparse network has one per self-attention pattern (five), times the batch sizes (the CFG pair).
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+    allow_recompiles()
     for block in dit.blocks:
         block.compile(dynamic=False)
 

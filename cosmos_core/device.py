@@ -28,6 +28,13 @@ def compute_dtype(device: torch.device, requested: torch.dtype | None = None) ->
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def allow_recompiles(limit: int = 64) -> None:
+    """Let torch.compile keep more graphs per code object than its default 8: the DiT's blocks share one
+    code object, and a sparse network compiles one graph per self-attention pattern (five) and batch
+    size (the CFG pair); past the limit dynamo would silently run the rest eagerly."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+
+
 def configure_backends(device: torch.device) -> None:
     """Fast-math settings the reference also uses on GPU (TF32 matmuls and convolutions)."""
     if device.type == "cuda":

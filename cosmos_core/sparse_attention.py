@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_core.attention import attention
+from cosmos_core.device import allow_recompiles
 
 Triple = tuple[int, int, int]
 
@@ -259,6 +260,7 @@ def flex_kernel_options(device: torch.device) -> dict:
 def _compiled_flex_attention():
     from torch.nn.attention.flex_attention import flex_attention
 
+    allow_recompiles()  # one graph per pattern's mask function
     return torch.compile(flex_attention, dynamic=False)
 
 
