@@ -248,12 +248,12 @@ _HOPPER_FLEX_TILES = {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warp
 
 
 def flex_kernel_options(device: torch.device) -> dict:
-    """FlexAttention's kernel settings. Every query of every pattern sees keys: no all-masked row to guard
-    against."""
-    if device.type != "cuda":
-        return {}
-    hopper = torch.cuda.get_device_capability(device) == (9, 0)
-    return {"ROWS_GUARANTEED_SAFE": True, **(_HOPPER_FLEX_TILES if hopper else {})}
+    """FlexAttention's kernel settings for 16-bit q, k, v with heads of up to 128 channels (what the tiles'
+    shared memory holds). Not ROWS_GUARANTEED_SAFE: although every query sees keys, a partial block can
+    mask a whole row before its visible keys come, and that option then turns the row into NaN."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0):
+        return dict(_HOPPER_FLEX_TILES)
+    return {}
 
 
 @functools.cache
@@ -357,8 +357,7 @@ class NeighborhoodAttention:
         )
 
     def _flex(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # The Hopper tiles hold heads of up to 128 channels (shared memory); wider ones take the defaults.
-        options = self.kernel_options if q.shape[-1] <= 128 else {"ROWS_GUARANTEED_SAFE": True}
+        options = self.kernel_options if q.element_size() == 2 and q.shape[-1] <= 128 else {}
         if torch.compiler.is_compiling():
             from torch.nn.attention.flex_attention import flex_attention
 
