@@ -242,7 +242,7 @@ class OrderedTokens:
 
 
 # On Hopper: 128 x 128 tiles of queries and keys (one block-mask block each), loaded by TMA. At 720p
-# 16:9 this runs the 2B's largest patterns 8-11% faster than FlexAttention's own choice (128 x 64,
+# 16:9 this runs the 2B's two largest patterns about 9% faster than FlexAttention's own choice (128 x 64,
 # no TMA); benchmarks/gpu_speed.py's natten-tune and natten-variants sections measure the candidates.
 _HOPPER_FLEX_TILES = {"BLOCK_M": 128, "BLOCK_N": 128, "num_stages": 2, "num_warps": 8, "USE_TMA": True}
 
