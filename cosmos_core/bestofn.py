@@ -40,6 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from cosmos_core import media
 from cosmos_core.critic import CriticResult, html_report, load_critic
 from cosmos_core.guardrail import GuardrailBlocked, guard_pipeline, load_safety
+from cosmos_core.jobs import build_request, load_guarded_pipeline, run_row
 from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.pipelines import Video2WorldPipeline, save_generation
 from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS, is_reason1_checkpoint, reason1_dir
@@ -396,7 +397,6 @@ def candidates(output_root: str, row) -> list[tuple[int, str]]:
 
 def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | None = None) -> dict[str, int]:
     """A best-of-n-generate or best-of-n-score shard: this rank's stripe of rows, one record per row."""
-    from cosmos_core.worker import run_row
     from manifests import read_record, write_record
 
     scoring = shard.task == "best-of-n-score"
@@ -423,8 +423,6 @@ def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | N
             reason1_dir(Path(shard.model.checkpoint_dir or default_checkpoint_dir())), device
         )
     else:
-        from cosmos_core.worker import load_guarded_pipeline
-
         pipeline = load_guarded_pipeline(shard, device)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for row in todo:
@@ -444,7 +442,6 @@ def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | N
 def generate_row(pipeline, row, shard) -> dict:
     """Every candidate of a row that is not there yet. A refused prompt blocks the row; a refused video
     only drops that seed (the row is blocked when every seed is)."""
-    from cosmos_core.worker import build_request
 
     request = build_request("video2world", row, shard.output_root)
     made, blocked, last_block = [], [], None

@@ -53,3 +53,53 @@ def test_every_prefect_yaml_entrypoint_loads_as_a_flow_of_the_right_name():
         names.add(f"{flow.name}/{deployment['name']}")
     assert {"text2image/batch", "video2world/batch", "text2world/batch", "generate-shard/gpu"} <= names
     assert "manifest-inbox/text2world" in names
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def internal_imports(path: Path, package: str, modules: set[str]) -> set[str]:
+    """The package's modules a file imports, at module level or inside functions (`from a.b import c`
+    counts as a.b.c when that is a module, else a.b)."""
+    name = module_name(path)
+    base = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = base.rsplit(".", node.level - 1)[0] if node.level > 1 else base
+                module = f"{anchor}.{node.module}" if node.module else anchor
+            else:
+                module = node.module or ""
+            targets = [
+                f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names
+            ]
+        else:
+            continue
+        found.update(t for t in targets if t in modules and t != name and t.split(".")[0] == package)
+    return found
+
+
+def test_no_import_cycles_inside_cosmos_core():
+    """Function-level imports included: a cycle hidden inside a function is still a cycle."""
+    paths = {module_name(p): p for p in (REPO / "cosmos_core").rglob("*.py")}
+    graph = {name: internal_imports(path, "cosmos_core", set(paths)) for name, path in paths.items()}
+    cycles, state = [], {}
+
+    def visit(module: str, stack: list[str]) -> None:
+        state[module] = "open"
+        for dep in sorted(graph[module]):
+            if state.get(dep) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(dep) :], dep]))
+            elif dep not in state:
+                visit(dep, [*stack, dep])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
