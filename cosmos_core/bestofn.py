@@ -192,8 +192,8 @@ def bestofn_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--prompt_prefix",
-        default="The robot arm is performing a task. ",
-        help="GR00T only: prefix to prompts",
+        default=None,
+        help="GR00T only: prefix to prompts (the reference's default: 'The robot arm is performing a task. ')",
     )
     return p
 
@@ -234,6 +234,10 @@ def run_command(args: argparse.Namespace) -> int:
         )
     if args.gr00t_variant:
         raise ValueError("--gr00t_variant: GR00T Dreams checkpoints are not supported in this version")
+    if args.prompt_prefix is not None:
+        raise ValueError(
+            "--prompt_prefix applies to GR00T Dreams (--gr00t_variant) only, which is not supported"
+        )
     if args.num_generations < 1 or args.num_critic_trials < 1:
         raise ValueError("--num_generations and --num_critic_trials must be at least 1")
     if args.benchmark:
@@ -257,6 +261,7 @@ def run_command(args: argparse.Namespace) -> int:
             ema=args.load_ema,
             cp=cp,
             natten=args.natten,
+            text_encoder_options=cli.text_encoder_options_from_args(args),
         )
         rail, refiner = load_safety(
             root,

@@ -34,6 +34,7 @@ from cosmos_core.pipelines import (
 from cosmos_core.pipelines.video2world import ConditioningError
 from cosmos_core.presets import ASPECT_RATIOS
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
+from cosmos_core.text_encoder import TextEncoderOptions
 
 log = logging.getLogger("cosmos_core")
 
@@ -125,8 +126,16 @@ def _add_safety_flags(p: argparse.ArgumentParser, refiner: bool) -> None:
     if refiner:
         s.add_argument("--disable_prompt_refiner", action="store_true", help="do not refine the prompt")
         s.add_argument("--offload_prompt_refiner", action="store_true", help="keep the refiner on the CPU")
-        s.add_argument("--offload_text_encoder", action="store_true", help="keep T5 on the CPU between uses")
-        s.add_argument("--downcast_text_encoder", action="store_true", help="run T5 in bf16")
+        s.add_argument(
+            "--offload_text_encoder",
+            action="store_true",
+            help="keep T5's weights on the CPU, moved to the GPU only to encode new prompts",
+        )
+        s.add_argument(
+            "--downcast_text_encoder",
+            action="store_true",
+            help="run T5 in the pipeline's dtype (bf16 on a GPU) instead of its checkpoint's float32",
+        )
 
 
 def _add_video_flags(p: argparse.ArgumentParser) -> None:
@@ -158,7 +167,11 @@ def text2image_parser() -> argparse.ArgumentParser:
         help=_help(Text2ImageRequest, "distill_steps"),
     )
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
-    p.add_argument("--use_fast_tokenizer", action="store_true", help="0.6B fast tokenizer (not supported)")
+    p.add_argument(
+        "--use_fast_tokenizer",
+        action="store_true",
+        help="the 0.6B model's fast VAE tokenizer (not supported yet: an error)",
+    )
     _add_model_flags(p, ["0.6B", "2B", "14B"])
     _add_safety_flags(p, refiner=False)
     return p
@@ -303,6 +316,10 @@ def acceleration_from_args(args: argparse.Namespace) -> Acceleration:
     return Acceleration(compile=not args.disable_compile, cuda_graphs=args.use_cuda_graphs)
 
 
+def text_encoder_options_from_args(args: argparse.Namespace) -> TextEncoderOptions:
+    return TextEncoderOptions(offload=args.offload_text_encoder, downcast=args.downcast_text_encoder)
+
+
 def run(
     command: str,
     argv: list[str] | None,
@@ -365,6 +382,11 @@ def _save(pipeline, request, output: str) -> None:
 
 def text2image_main(argv: list[str] | None = None) -> int:
     def load(args):
+        if args.use_fast_tokenizer:
+            raise ValueError(
+                "--use_fast_tokenizer: the 0.6B fast-tokenizer checkpoints (model_fast_tokenizer.pt, "
+                "tokenizer_fast/tokenizer.pth) are not supported yet; leave the flag out"
+            )
         return Text2ImagePipeline.load(
             args.model_size,
             args.checkpoint_dir,
@@ -391,6 +413,7 @@ def video2world_main(argv: list[str] | None = None) -> int:
             acceleration=acceleration_from_args(args),
             cp=args.cp,
             natten=args.natten,
+            text_encoder_options=text_encoder_options_from_args(args),
         )
 
     return run("video2world", argv, video2world_parser(), Video2WorldRequest, load, _save)
@@ -410,6 +433,7 @@ def text2world_main(argv: list[str] | None = None) -> int:
             acceleration=acceleration_from_args(args),
             cp=args.cp,
             natten=args.natten,
+            text_encoder_options=text_encoder_options_from_args(args),
         )
 
     def save(pipeline, request, output):

@@ -24,7 +24,7 @@ from cosmos_core.checkpoints import CheckpointError, load_dit, load_vae
 from cosmos_core.device import compute_dtype, configure_backends, pick_device
 from cosmos_core.dit import CosmosDiT, dit_config
 from cosmos_core.presets import T5_REPO, ModelPreset
-from cosmos_core.text_encoder import T5TextEncoder
+from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import VAE_PRESETS, WanVAE
 
 log = logging.getLogger("cosmos_core")
@@ -94,16 +94,25 @@ def load_bundle(
     text_encoder: T5TextEncoder | None = None,
     ema: bool = False,
     acceleration: Acceleration | None = None,
+    text_encoder_options: TextEncoderOptions | None = None,
 ) -> ModelBundle:
     """Load a preset's DiT, VAE and T5 (or reuse `text_encoder`, e.g. shared by Text2World's two stages).
-    The DiT comes compiled (and graphed, if asked) on a CUDA GPU: see cosmos_core/acceleration.py."""
+    The DiT comes compiled (and graphed, if asked) on a CUDA GPU: see cosmos_core/acceleration.py.
+    `text_encoder_options`: T5's precision and offloading (the reference's defaults when None)."""
     device = pick_device(device)
     dtype = compute_dtype(device, dtype)
     configure_backends(device)
+    shared = text_encoder is not None
+    options = text_encoder_options or TextEncoderOptions()
+    t5_dtype = dtype if options.downcast else None  # None: the checkpoint's precision
     if preset.embedded:
-        bundle = _load_embedded(preset, device, dtype, text_encoder, dit_path)
+        bundle = _load_embedded(preset, device, dtype, text_encoder, dit_path, t5_dtype)
     else:
-        bundle = _load_official(preset, checkpoint_dir, dit_path, device, dtype, text_encoder, ema)
+        bundle = _load_official(preset, checkpoint_dir, dit_path, device, dtype, text_encoder, ema, t5_dtype)
+    if options.offload and not shared:
+        bundle.text_encoder.offload()
+    bundle.identity["text_encoder_dtype"] = str(bundle.text_encoder.dtype).removeprefix("torch.")
+    bundle.identity["text_encoder_offloaded"] = bundle.text_encoder.offloaded
     bundle.dit = accelerate(bundle.dit, device, acceleration)
     return bundle
 
@@ -116,6 +125,7 @@ def _load_official(
     dtype: torch.dtype,
     text_encoder: T5TextEncoder | None,
     ema: bool,
+    t5_dtype: torch.dtype | None,
 ) -> ModelBundle:
     files = official_files(preset, checkpoint_dir or default_checkpoint_dir(), dit_path)
     if text_encoder is not None:
@@ -131,7 +141,7 @@ def _load_official(
     dit = load_dit(files.dit, dit_config(preset.dit), device, dtype, ema=ema)
     vae = load_vae(files.vae, VAE_PRESETS[preset.vae], device, dtype)
     if text_encoder is None:
-        text_encoder = T5TextEncoder.from_pretrained(files.text_encoder, device, dtype)
+        text_encoder = T5TextEncoder.from_pretrained(files.text_encoder, device, t5_dtype)
     identity = {
         "preset": preset.name,
         "dit": _describe(files.dit),
@@ -158,6 +168,7 @@ def _load_embedded(
     dtype: torch.dtype,
     text_encoder: T5TextEncoder | None,
     dit_path: str | Path | None,
+    t5_dtype: torch.dtype | None,
 ) -> ModelBundle:
     # $COSMOS_EMBEDDED_DIR: weights in the shipped layout elsewhere (a training run's export, tests).
     weights = Path(os.environ.get("COSMOS_EMBEDDED_DIR") or EMBEDDED_DIR)
@@ -169,7 +180,7 @@ def _load_embedded(
         dit = load_dit(dit_file, dit_config(preset.dit), device, dtype)
         vae = load_vae(vae_file, VAE_PRESETS[preset.vae], device, dtype)
         if text_encoder is None:
-            text_encoder = _embedded_t5(t5_dir, device, dtype)
+            text_encoder = _embedded_t5(t5_dir, device, t5_dtype)
     else:
         log.warning(
             "embedded default model %s: trained weights not found in %s, random-initialised (seed %d): outputs are noise",
@@ -186,17 +197,18 @@ def _load_embedded(
                 text_encoder = _random_embedded_t5()
         dit = dit.to(device, dtype).eval().requires_grad_(False)
         vae = vae.to(device, dtype).eval().requires_grad_(False)
-        text_encoder.model.to(device, dtype)
+        text_encoder.model.to(device, t5_dtype or torch.float32)
     identity = {"preset": preset.name, "embedded": True, "trained": trained, "dit": str(dit_file)}
     return ModelBundle(preset, dit, vae, text_encoder, device, dtype, identity)
 
 
-def _embedded_t5(folder: Path, device: torch.device, dtype: torch.dtype) -> T5TextEncoder:
-    """The shipped embedded T5 through our small torch T5 (transformers' import alone costs ~2 s on a CPU)."""
+def _embedded_t5(folder: Path, device: torch.device, dtype: torch.dtype | None) -> T5TextEncoder:
+    """The shipped embedded T5 through our small torch T5 (transformers' import alone costs ~2 s on a CPU).
+    dtype None: its checkpoint's precision (float32)."""
     from cosmos_core.small_t5 import load_small_t5
 
     model, tokenizer = load_small_t5(folder)
-    return T5TextEncoder(model.to(device, dtype), tokenizer)
+    return T5TextEncoder(model.to(device, dtype or torch.float32), tokenizer)
 
 
 def _random_embedded_t5() -> T5TextEncoder:

@@ -7,16 +7,32 @@ Reference: imaginaire/auxiliary/text_encoder.py.
 
 Embeddings are cached per prompt (LRU), so the negative prompt, used by every row of a batch, is
 encoded once per process.
+
+The reference's two T5 flags (TextEncoderOptions): `--downcast_text_encoder` runs T5 in the pipeline's
+dtype (bf16 on a GPU) instead of the checkpoint's precision (float32 for google-t5/t5-11b: about 22 GB
+of GPU memory for its encoder, 11 GB in bf16); `--offload_text_encoder` keeps its weights on the CPU
+and moves them to the GPU only to encode prompts not yet cached.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 MAX_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class TextEncoderOptions:
+    """How T5 is held; the defaults are the reference's (no flag given)."""
+
+    offload: bool = False  # weights on the CPU between encodes (--offload_text_encoder)
+    downcast: bool = False  # the pipeline's dtype instead of the checkpoint's (--downcast_text_encoder)
 
 
 class T5TextEncoder:
@@ -25,10 +41,38 @@ class T5TextEncoder:
         self.tokenizer = tokenizer
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._offload_to: torch.device | None = None  # the device it encodes on, while offloaded
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where prompts are encoded (and embeddings returned)."""
+        return self._offload_to or next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def offloaded(self) -> bool:
+        return self._offload_to is not None
+
+    def offload(self) -> None:
+        """Keep the weights on the CPU; each encode of new prompts moves them to the device and back
+        (nothing to do on a CPU)."""
+        if self.device.type != "cpu":
+            self._offload_to = self.device
+            self.model.to("cpu")
+
+    @contextmanager
+    def _on_device(self) -> Iterator[None]:
+        if self._offload_to is None:
+            yield
+            return
+        self.model.to(self._offload_to)
+        try:
+            yield
+        finally:
+            self.model.to("cpu")
 
     @property
     def dim(self) -> int:
@@ -36,9 +80,10 @@ class T5TextEncoder:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+        cls, path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = torch.float32
     ) -> T5TextEncoder:
-        """From a transformers folder (`google-t5/t5-11b/`) or a diffusers repo root (`text_encoder/`, `tokenizer/`)."""
+        """From a transformers folder (`google-t5/t5-11b/`) or a diffusers repo root (`text_encoder/`,
+        `tokenizer/`). dtype None: the checkpoint's own precision."""
         from transformers import AutoTokenizer, T5EncoderModel
 
         from cosmos_core.checkpoints import CheckpointError
@@ -52,7 +97,9 @@ class T5TextEncoder:
             )
         try:
             tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-            model = T5EncoderModel.from_pretrained(model_dir, local_files_only=True, torch_dtype=dtype)
+            model = T5EncoderModel.from_pretrained(
+                model_dir, local_files_only=True, torch_dtype=dtype or "auto"
+            )
         except (OSError, ValueError) as error:
             raise CheckpointError(f"T5 encoder at {path} could not be loaded: {error}") from error
         return cls(model.to(device), tokenizer)
@@ -83,7 +130,8 @@ class T5TextEncoder:
         )
         ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask)
+        with self._on_device():
+            out = self.model(input_ids=ids, attention_mask=mask)
         # (B, 512, d_model); transformers returns an output object, cosmos_core.small_t5 the tensor
         hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state
         return hidden * mask[..., None].to(hidden.dtype)

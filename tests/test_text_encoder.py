@@ -140,3 +140,21 @@ def test_small_t5_rejects_other_weights(tmp_path):
     save_file(state, tmp_path / "t5" / "model.safetensors")
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*unexpected keys \['encoder\.block\.1"):
         load_small_t5(tmp_path / "t5")
+
+
+def test_checkpoint_precision_or_downcast(t5_folder):
+    """dtype None (the reference's default): the checkpoint's precision; a dtype: that one (downcast)."""
+    assert T5TextEncoder.from_pretrained(t5_folder, "cpu", None).dtype == torch.float32
+    downcast = T5TextEncoder.from_pretrained(t5_folder, "cpu", torch.bfloat16)
+    assert downcast.dtype == torch.bfloat16 and downcast.encode("a red ball").dtype == torch.bfloat16
+
+
+@pytest.mark.gpu
+def test_offloaded_encoder_lives_on_the_cpu_and_encodes_the_same(t5_folder):
+    resident = T5TextEncoder.from_pretrained(t5_folder, "cuda", None)
+    offloaded = T5TextEncoder.from_pretrained(t5_folder, "cuda", None)
+    offloaded.offload()
+    assert offloaded.offloaded and next(offloaded.model.parameters()).device.type == "cpu"
+    out = offloaded.encode(["a red ball falls"])
+    assert out.device.type == "cuda" and next(offloaded.model.parameters()).device.type == "cpu"
+    torch.testing.assert_close(out, resident.encode(["a red ball falls"]))

@@ -23,6 +23,7 @@ from cosmos_core.pipelines.base import Generation, save_generation
 from cosmos_core.pipelines.text2image import Text2ImagePipeline
 from cosmos_core.pipelines.video2world import Video2WorldPipeline
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
+from cosmos_core.text_encoder import TextEncoderOptions
 
 log = logging.getLogger("cosmos_core")
 
@@ -85,6 +86,7 @@ class Text2WorldPipeline:
         cp: ContextParallel | None = None,
         acceleration: Acceleration | None = None,
         natten: bool = False,
+        text_encoder_options: TextEncoderOptions | None = None,
     ) -> Text2WorldPipeline:
         """`natten`: the video stage runs the sparse-attention DiT (the image stage is dense, as the
         reference's)."""
@@ -99,6 +101,7 @@ class Text2WorldPipeline:
             cp=cp,
             acceleration=acceleration,
             natten=natten,
+            text_encoder_options=text_encoder_options,
         )
         image_size = "embedded" if video2world.bundle.preset.embedded else model_size
         text2image = Text2ImagePipeline.load(

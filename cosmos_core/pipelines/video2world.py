@@ -32,7 +32,7 @@ from cosmos_core.pipelines.base import (
 )
 from cosmos_core.requests import Video2WorldRequest
 from cosmos_core.sampler import initial_noise, karras_sigmas, sample
-from cosmos_core.text_encoder import T5TextEncoder
+from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import latent_frames
 
 # Latent frames per VAE decoder call on a GPU (the reference decodes 1 at a time): 2 decodes a 720p
@@ -106,8 +106,10 @@ class Video2WorldPipeline:
         cp: ContextParallel | None = None,
         acceleration: Acceleration | None = None,
         natten: bool = False,
+        text_encoder_options: TextEncoderOptions | None = None,
     ) -> Video2WorldPipeline:
-        """`natten`: the reference's sparse-attention DiT (`model-720p-{fps}fps-natten.pt`)."""
+        """`natten`: the reference's sparse-attention DiT (`model-720p-{fps}fps-natten.pt`);
+        `text_encoder_options`: T5's precision and offloading (cosmos_core/text_encoder.py)."""
         preset = resolve_preset(
             "video2world", model_size, checkpoint_dir, str(resolution), int(fps), dit_path, natten
         )
@@ -119,6 +121,7 @@ class Video2WorldPipeline:
             text_encoder=text_encoder,
             ema=ema,
             acceleration=acceleration,
+            text_encoder_options=text_encoder_options,
         )
         if cp is not None:
             check_context_parallel(cp.world_size, bundle.dit.cfg.num_heads, latent_frames(preset.num_frames))

@@ -1,4 +1,5 @@
-"""`--natten` everywhere a user can ask for it: the commands, best-of-N, manifests, flows and the worker.
+"""`--natten` everywhere a user can ask for it: the commands, best-of-N, manifests, flows and the worker;
+and the reference's other model flags, each of which works or is a clear error.
 
 The real sparse-attention checkpoints (2B/14B) cannot run here: these tests check what each entry point
 loads and that every combination without a checkpoint is a clear error. The attention itself is tested
@@ -7,15 +8,17 @@ in test_sparse_attention.py; a generation with real weights is marked `weights`.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cosmos_core import media
 from cosmos_core.bestofn import bestofn_main
-from cosmos_core.cli import text2world_main, video2world_main
+from cosmos_core.cli import text2image_main, text2world_main, video2world_main
 from cosmos_core.dit import dit_config
 from cosmos_core.models import download_command
 from cosmos_core.pipelines.base import resolve_preset
@@ -139,3 +142,46 @@ def test_worker_with_a_sparse_model_and_no_checkpoint_exits_as_a_configuration_e
     write_shard(shard, str(tmp_path / "shard.json"))
     assert worker_main([str(tmp_path / "shard.json")]) == 3  # tasks/shards.py: ShardConfigError, not retried
     assert "model-720p-16fps-natten.pt" in caplog.text and "--natten" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------
+# The other reference flags: each works or is a clear error (none is accepted and ignored)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_text_encoder_flags_reach_the_loaded_t5():
+    from cosmos_core.models import load_bundle
+    from cosmos_core.presets import model_preset
+    from cosmos_core.text_encoder import TextEncoderOptions
+
+    preset = model_preset("embedded-Video2World")
+    # bf16 networks (as on a GPU): T5 keeps its checkpoint's float32 unless downcast
+    kept = load_bundle(preset, device="cpu", dtype=torch.bfloat16)
+    assert kept.text_encoder.dtype == torch.float32 and kept.identity["text_encoder_dtype"] == "float32"
+    options = TextEncoderOptions(offload=True, downcast=True)
+    down = load_bundle(preset, device="cpu", dtype=torch.bfloat16, text_encoder_options=options)
+    assert down.text_encoder.dtype == torch.bfloat16 and down.identity["text_encoder_dtype"] == "bfloat16"
+    assert down.identity["text_encoder_offloaded"] is False  # on a CPU there is nothing to offload
+
+
+def test_text_encoder_flags_on_the_commands(workdir):
+    argv = ["--offload_text_encoder", "--downcast_text_encoder", "--disable_guardrail", "--steps", "2"]
+    assert video2world_main([*argv, "--save_path", "v.mp4"]) == 0
+    sidecar = json.loads((workdir / "v.mp4.json").read_text())
+    model = json.dumps(sidecar)
+    assert '"text_encoder_dtype": "float32"' in model  # CPU: the pipeline's dtype is float32 anyway
+    assert '"text_encoder_offloaded": false' in model
+
+
+@pytest.mark.parametrize(
+    "main, argv, message",
+    [
+        (text2image_main, ["--use_fast_tokenizer"], "--use_fast_tokenizer: the 0.6B fast-tokenizer"),
+        (bestofn_main, ["--prompt_prefix", "A robot. "], "--prompt_prefix applies to GR00T Dreams"),
+        (bestofn_main, ["--gr00t_variant", "gr1"], "--gr00t_variant: GR00T Dreams checkpoints"),
+    ],
+)
+def test_unsupported_reference_flags_are_errors(workdir, caplog, main, argv, message):
+    out = "out.jpg" if main is text2image_main else "out"
+    assert main([*argv, "--disable_guardrail", "--save_path", out]) == 1
+    assert message in caplog.text
