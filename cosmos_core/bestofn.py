@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
 
 from cosmos_core import media
 from cosmos_core.critic import CriticResult, html_report, load_critic
@@ -45,6 +44,7 @@ from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.pipelines import Video2WorldPipeline, save_generation
 from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS, is_reason1_checkpoint, reason1_dir
 from cosmos_core.requests import Video2WorldRequest
+from manifests.storage import write_bytes_atomic
 
 log = logging.getLogger("cosmos_core")
 
@@ -134,23 +134,8 @@ def _move(source: str, target: str) -> None:
 
 
 def copy_file(source: str, target: str) -> None:
-    """Copy bytes atomically (a temporary sibling renamed into place locally; one PUT on object stores)."""
-    data = _read_bytes(source)
-    fs, path = url_to_fs(target)
-    if isinstance(fs, LocalFileSystem):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        fs.pipe_file(path, data)
+    """Copy bytes atomically (manifests.storage's writer)."""
+    write_bytes_atomic(target, _read_bytes(source))
 
 
 # ----------------------------------------------------------------------------------------------------

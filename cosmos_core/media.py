@@ -6,10 +6,11 @@ the settings below make its output a function of the frames alone. ffmpeg works 
 finished by seeking back to its header), so a remote input is downloaded to a temporary file first and a
 remote output is encoded to one, then uploaded.
 
-Writes are atomic, so a crash or a failed encode never leaves a partial output that a rerun would take for
-a finished result: a local output is written to a hidden sibling `.<name>.tmp-<random>`, fsynced and renamed
-over the target with `os.replace`; an S3 object is uploaded in one PUT (a large file in a multipart upload,
-which S3 also makes visible only when it completes).
+Writes are atomic (manifests.storage.atomic_output, the project's one writer), so a crash or a failed
+encode never leaves a partial output that a rerun would take for a finished result: a local output is
+written to a hidden sibling `.<name>.tmp-<random>`, fsynced and renamed over the target with `os.replace`;
+an S3 object is uploaded in one PUT (a large file in a multipart upload, which S3 also makes visible only
+when it completes).
 
 S3-compatible stores (MinIO, Ceph, moto): credentials come from the usual AWS variables or files, and the
 endpoint from `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, which botocore reads whenever s3fs creates a client
@@ -29,7 +30,6 @@ import re
 import struct
 import subprocess
 import tempfile
-import uuid
 import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
+
+from manifests.storage import atomic_output
+from manifests.storage import extension as _extension
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 VIDEO_EXTENSIONS = (".mp4",)
@@ -137,13 +140,13 @@ def write_image(url: str, image: np.ndarray, quality: int = 85) -> None:
     _check_extension(url, WRITABLE_IMAGE_EXTENSIONS, "image output")
     _check_frame(url, image, "image")
     if _extension(url) == ".png":
-        with _atomic_output(url) as tmp, open(tmp, "wb") as f:
+        with atomic_output(url) as tmp, open(tmp, "wb") as f:
             f.write(_png_bytes(image))
         return
     if not 1 <= quality <= 100:
         raise MediaError(f"cannot write {url}: JPEG quality must be in 1..100, got {quality}")
     height, width, _ = image.shape
-    with _atomic_output(url) as tmp:
+    with atomic_output(url) as tmp:
         args = [*_raw_input(width, height, fps=1), *_SWS_ARGS, "-frames:v", "1", *_MJPEG_ARGS]
         result = _ffmpeg(
             [*args, "-q:v", str(_jpeg_qscale(quality)), "-f", "mjpeg", tmp],
@@ -227,7 +230,7 @@ def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -
             "crop or pad the frames"
         )
     args = [*_raw_input(width, height, fps), *_SWS_ARGS, *_X264_ARGS, "-movflags", "+faststart", "-f", "mp4"]
-    with _atomic_output(url) as tmp, tempfile.TemporaryFile() as log:
+    with atomic_output(url) as tmp, tempfile.TemporaryFile() as log:
         # stderr goes to a file: a pipe nobody reads could fill up and stall ffmpeg while we feed stdin.
         process = subprocess.Popen(
             _ffmpeg_command([*args, tmp]), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log
@@ -253,7 +256,7 @@ def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -
 
 def write_text(url: str, text: str) -> None:
     """Write UTF-8 text (JSON sidecars), atomically."""
-    with _atomic_output(url) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_output(url) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 
@@ -269,12 +272,8 @@ def _jpeg_qscale(quality: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Helpers: files, atomic outputs, ffmpeg
+# Helpers: files, ffmpeg
 # ---------------------------------------------------------------------------------------------------------
-
-
-def _extension(url: str) -> str:
-    return os.path.splitext(url.rsplit("/", 1)[-1])[1].lower()
 
 
 def _check_extension(url: str, extensions: tuple[str, ...], kind: str) -> None:
@@ -308,29 +307,6 @@ def _local_input(url: str) -> Iterator[str]:
         except FileNotFoundError:
             raise MediaError(f"input not found: {url}") from None
         yield local
-
-
-@contextlib.contextmanager
-def _atomic_output(url: str) -> Iterator[str]:
-    """Yield a local path to write; on success it becomes `url` in one step, on any error it is deleted."""
-    fs, path = url_to_fs(url)
-    if not isinstance(fs, LocalFileSystem):
-        with tempfile.TemporaryDirectory(prefix="cosmos-media-") as tmp_dir:
-            tmp = os.path.join(tmp_dir, "output" + _extension(url))
-            yield tmp
-            fs.put_file(tmp, path)
-        return
-    directory, name = os.path.split(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")  # same file system: rename is atomic
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the bytes reach the disk before the name points at them
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 def _raw_input(width: int, height: int, fps: int) -> list[str]:

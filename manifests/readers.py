@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from manifests import _storage
+from manifests import storage
 from manifests.schemas import ROW_MODELS, RowBase, Text2ImageRow, field_names
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet")
@@ -128,13 +128,13 @@ def read_manifest(
 def load_rows(url: str) -> list[tuple[int, dict[str, Any] | RowError]]:
     """The manifest's rows as raw dicts (missing cells left out), or a RowError for a row that is not an
     object at all. Raises ManifestError for whole-file problems."""
-    ext = _storage.extension(url)
+    ext = storage.extension(url)
     if ext not in FORMATS:
         raise ManifestError(
             f"unsupported manifest format {url}: the name must end in one of {', '.join(FORMATS)}"
         )
     try:
-        data = _storage.read_bytes(url)
+        data = storage.read_bytes(url)
     except FileNotFoundError:
         raise ManifestError(f"manifest not found: {url}") from None
     except OSError as e:
@@ -258,7 +258,7 @@ def _row_error(model: type[RowBase], number: int, raw: dict[str, Any], error: di
 
 def _resolve(number: int, row: RowBase, output_root: str, input_root: str) -> ResolvedRow:
     row_id = row.id or derive_id(row)
-    output = _storage.join(output_root, row.output or default_output(row, row_id))
+    output = storage.join(output_root, row.output or default_output(row, row_id))
     input_url = getattr(row, "input", None)  # video2world and best-of-n only
     params = {**row.model_dump(mode="json"), "id": row_id, "output": output}
     if input_url is not None:
@@ -283,20 +283,20 @@ def default_output(row: RowBase, row_id: str) -> str:
 def resolve_input(input_url: str, input_root: str) -> str:
     """URLs and absolute paths as they are; a relative path under `input_root` (a local root made absolute,
     so the worker finds it whatever its working directory)."""
-    if _storage.is_url(input_url) or os.path.isabs(input_url):
+    if storage.is_url(input_url) or os.path.isabs(input_url):
         return input_url
-    if _storage.is_url(input_root):
-        return _storage.join(input_root, input_url)
+    if storage.is_url(input_root):
+        return storage.join(input_root, input_url)
     return os.path.abspath(os.path.join(input_root, input_url))
 
 
 def _default_input_root(manifest_url: str) -> str:
-    return _storage.parent(manifest_url) if _storage.is_url(manifest_url) else os.getcwd()
+    return storage.parent(manifest_url) if storage.is_url(manifest_url) else os.getcwd()
 
 
 def _missing_input(url: str) -> str | None:
     try:
-        return None if _storage.exists(url) else f"input not found: {url}"
+        return None if storage.exists(url) else f"input not found: {url}"
     except Exception as e:  # no credentials, no such bucket, endpoint down: the row cannot run either
         return f"could not check input {url}: {e}"
 

@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from manifests import _storage
+from manifests import storage
 
 Status = Literal["ok", "failed", "blocked", "skipped"]  # blocked: the guardrail refused the prompt or video
 RESULTS_COLUMNS = ("row_number", "id", "status", "output", "seconds", "error")
@@ -50,13 +50,13 @@ def record_url(records_dir: str, row_id: str) -> str:
 
 def write_record(records_dir: str, record: ResultRecord) -> None:
     """Write the record atomically (temporary file + rename locally, one PUT on S3)."""
-    _storage.write_text_atomic(record_url(records_dir, record.id), record.model_dump_json())
+    storage.write_text_atomic(record_url(records_dir, record.id), record.model_dump_json())
 
 
 def read_record(records_dir: str, row_id: str) -> ResultRecord | None:
     """The row's record, or None if there is none or it cannot be read: either way the row is redone."""
     try:
-        return _parse(_storage.read_bytes(record_url(records_dir, row_id)), row_id)
+        return _parse(storage.read_bytes(record_url(records_dir, row_id)), row_id)
     except (FileNotFoundError, IsADirectoryError):
         return None
 
@@ -91,7 +91,7 @@ def write_results_csv(records: Iterable[ResultRecord], url: str) -> None:
     writer.writerow(RESULTS_COLUMNS)
     for r in sorted(records, key=lambda r: r.row_number):
         writer.writerow([r.row_number, r.id, r.status, r.output, f"{r.seconds:.3f}", r.error or ""])
-    _storage.write_text_atomic(url, buffer.getvalue())
+    storage.write_text_atomic(url, buffer.getvalue())
 
 
 def summarize(records: Iterable[ResultRecord] | Mapping[str, ResultRecord]) -> dict[str, int]:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from manifests import _storage
+from manifests import storage
 from manifests.readers import Manifest, ManifestError, ResolvedRow
 
 
@@ -110,12 +110,12 @@ def plan_shards(
 
 def write_shard(shard: Shard, url: str) -> None:
     """Write the shard as JSON, atomically (a worker never reads half a shard)."""
-    _storage.write_text_atomic(url, shard.model_dump_json(indent=1))
+    storage.write_text_atomic(url, shard.model_dump_json(indent=1))
 
 
 def read_shard(url: str) -> Shard:
     try:
-        return Shard.model_validate_json(_storage.read_bytes(url))
+        return Shard.model_validate_json(storage.read_bytes(url))
     except FileNotFoundError:
         raise ManifestError(f"shard file not found: {url}") from None
     except ValidationError as e:
