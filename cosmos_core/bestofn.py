@@ -44,6 +44,7 @@ from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.pipelines import Video2WorldPipeline, save_generation
 from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS, is_reason1_checkpoint, reason1_dir
 from cosmos_core.requests import Video2WorldRequest
+from manifests import stage_of
 from manifests.storage import write_bytes_atomic
 
 log = logging.getLogger("cosmos_core")
@@ -389,7 +390,7 @@ def run_bestofn_shard(shard, rank: int = 0, world_size: int = 1, device: str | N
     """A best-of-n-generate or best-of-n-score shard: this rank's stripe of rows, one record per row."""
     from manifests import read_record, write_record
 
-    scoring = shard.task == "best-of-n-score"
+    scoring = stage_of(shard.task).best_of_n == "score"
     mine = shard.rows[rank::world_size]
 
     def done(row) -> bool:
@@ -433,7 +434,7 @@ def generate_row(pipeline, row, shard) -> dict:
     """Every candidate of a row that is not there yet. A refused prompt blocks the row; a refused video
     only drops that seed (the row is blocked when every seed is)."""
 
-    request = build_request("video2world", row, shard.output_root)
+    request = build_request(stage_of(shard.task), row, shard.output_root)
     made, blocked, last_block = [], [], None
     for seed, url in candidates(shard.output_root, row):
         if media.exists(url) and media.exists(f"{url}.json"):

@@ -35,6 +35,7 @@ from cosmos_core.pipelines.video2world import ConditioningError
 from cosmos_core.presets import ASPECT_RATIOS
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.text_encoder import TextEncoderOptions
+from manifests.tasks import TEXT2WORLD
 
 log = logging.getLogger("cosmos_core")
 
@@ -216,7 +217,7 @@ def text2world_parser() -> argparse.ArgumentParser:
 BATCH_KEYS = {
     "text2image": {"prompt": "prompt", "output_image": "output"},
     "video2world": {"prompt": "prompt", "input_video": "input_path", "output_video": "output"},
-    "text2world": {"prompt": "prompt", "output_video": "output"},
+    TEXT2WORLD.name: {"prompt": "prompt", "output_video": "output"},
 }
 PER_ITEM_FIELDS = ("seed", "guidance", "negative_prompt", "aspect_ratio", "steps")
 
@@ -439,4 +440,4 @@ def text2world_main(argv: list[str] | None = None) -> int:
     def save(pipeline, request, output):
         pipeline.generate_and_save(request, output)
 
-    return run("text2world", argv, text2world_parser(), Text2WorldRequest, load, save)
+    return run(TEXT2WORLD.name, argv, text2world_parser(), Text2WorldRequest, load, save)

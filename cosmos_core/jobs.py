@@ -24,7 +24,8 @@ from cosmos_core.pipelines.text2world import image_request, video_request
 from cosmos_core.pipelines.video2world import ConditioningError
 from cosmos_core.presets import video2world_preset
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
-from manifests import ResolvedRow, ResultRecord, Shard, read_record
+from manifests import ResolvedRow, ResultRecord, Shard, Stage, read_record, stage_of
+from manifests.tasks import BEST_OF_N, TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD, intermediate_url
 
 log = logging.getLogger("cosmos_core.worker")
 
@@ -32,13 +33,6 @@ log = logging.getLogger("cosmos_core.worker")
 ROW_ERRORS = (media.MediaError, ConditioningError, ValidationError, ValueError, FileNotFoundError)
 # The process's fault: exit non-zero so that the shard is retried (on this or another host).
 DEVICE_ERROR_MARKERS = ("out of memory", "NCCL", "CUDA error", "cuDNN error", "CUBLAS_STATUS")
-
-
-def text2world_image_url(output_root: str, row_id: str) -> str:
-    """Where stage 1 of text2world leaves a row's first frame (removed by the flow after stage 2)."""
-    return (
-        f"{output_root.rstrip('/')}/.worldmill/text2world-images/{row_id}.png"  # lossless: see text2world.py
-    )
 
 
 def _given(params: dict, *names: str) -> dict:
@@ -49,27 +43,50 @@ def _given(params: dict, *names: str) -> dict:
 COMMON = ("prompt", "negative_prompt", "seed", "steps", "aspect_ratio", "guidance")
 
 
-def build_request(task: str, row: ResolvedRow, output_root: str):
-    p = row.params
-    if task == "text2image":
-        return Text2ImageRequest(**_given(p, *COMMON, "distill_steps"))
-    if task == "video2world":
-        return Video2WorldRequest(input_path=row.input, **_given(p, *COMMON, "num_conditional_frames"))
-    request = Text2WorldRequest(**_given(p, *COMMON, "image_guidance"))
-    if task == "text2world-image":
-        return image_request(request)
-    return video_request(request, text2world_image_url(output_root, row.id))
+def _text2image(row: ResolvedRow, output_root: str) -> Text2ImageRequest:
+    return Text2ImageRequest(**_given(row.params, *COMMON, "distill_steps"))
 
 
-def output_of(task: str, row: ResolvedRow, output_root: str) -> str:
-    return text2world_image_url(output_root, row.id) if task == "text2world-image" else row.output
+def _video2world(row: ResolvedRow, output_root: str) -> Video2WorldRequest:
+    return Video2WorldRequest(input_path=row.input, **_given(row.params, *COMMON, "num_conditional_frames"))
+
+
+def _text2world(row: ResolvedRow) -> Text2WorldRequest:
+    return Text2WorldRequest(**_given(row.params, *COMMON, "image_guidance"))
+
+
+def _text2world_image(row: ResolvedRow, output_root: str) -> Text2ImageRequest:
+    return image_request(_text2world(row))
+
+
+def _text2world_video(row: ResolvedRow, output_root: str) -> Video2WorldRequest:
+    return video_request(_text2world(row), intermediate_url(output_root, row.id))
+
+
+# The request each stage's pipeline gets for a row (best-of-N's candidates are Video2World requests).
+REQUESTS: dict[Stage, Callable[[ResolvedRow, str], object]] = {
+    TEXT2IMAGE.final: _text2image,
+    VIDEO2WORLD.final: _video2world,
+    TEXT2WORLD.stages[0]: _text2world_image,
+    TEXT2WORLD.stages[1]: _text2world_video,
+    BEST_OF_N.stages[0]: _video2world,
+}
+
+
+def build_request(stage: Stage, row: ResolvedRow, output_root: str):
+    return REQUESTS[stage](row, output_root)
+
+
+def output_of(stage: Stage, row: ResolvedRow, output_root: str) -> str:
+    return intermediate_url(output_root, row.id) if stage.intermediate else row.output
 
 
 def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
     m = shard.model
-    if shard.task in ("text2image", "text2world-image"):
+    stage = stage_of(shard.task)
+    if stage.image_model:
         size = m.model_size
-        if shard.task == "text2world-image" and size is None:
+        if stage.intermediate and size is None:
             # Text2World pairs the image model with the video model: embedded with embedded.
             size = None if _video_checkpoint_present(shard) else "embedded"
         return Text2ImagePipeline.load(size, _dir(m.checkpoint_dir), m.dit_path, m.distilled, device=device)
@@ -84,16 +101,15 @@ def load_guarded_pipeline(shard: Shard, device: str | None, cp: ContextParallel 
     from cosmos_core.guardrail.guarded import pipeline_device
 
     pipeline = load_pipeline(shard, device, cp)
-    task = "text2image" if shard.task.endswith("-image") or shard.task == "text2image" else "video2world"
+    stage = stage_of(shard.task)
     rail, refiner = load_safety(
         _dir(shard.model.checkpoint_dir),
         pipeline_device(pipeline),
-        task,
+        pipeline.task,  # the model family: what the guardrail checks and whether a refiner applies
         shard.guardrail,
         refiner=shard.refiner,
     )
-    # text2world-video: the prompt was checked by the image stage; only a refined prompt is checked again.
-    return guard_pipeline(pipeline, rail, refiner, check_prompt=shard.task != "text2world-video")
+    return guard_pipeline(pipeline, rail, refiner, check_prompt=stage.checks_prompt)
 
 
 def _dir(checkpoint_dir: str | None) -> Path | None:
@@ -110,7 +126,7 @@ def is_done(shard: Shard, row: ResolvedRow) -> bool:
     return (
         record is not None
         and record.status == "ok"
-        and media.exists(output_of(shard.task, row, shard.output_root))
+        and media.exists(output_of(stage_of(shard.task), row, shard.output_root))
     )
 
 

@@ -27,18 +27,9 @@ from cosmos_core.jobs import build_request, is_done, load_guarded_pipeline, outp
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import save_generation
 from cosmos_core.presets import PresetError
-from manifests import ResolvedRow, Shard, read_shard, write_record
+from manifests import ResolvedRow, Shard, read_shard, stage_of, write_record
 
 log = logging.getLogger("cosmos_core.worker")
-
-SHARD_TASKS = (
-    "text2image",
-    "video2world",
-    "text2world-image",
-    "text2world-video",
-    "best-of-n-generate",
-    "best-of-n-score",
-)
 
 
 def run_shard(
@@ -54,13 +45,12 @@ def run_shard(
     every rank runs every row, the DiT splits the frames, rank 0 alone writes outputs and records.
     Text2Image stages have no context parallelism and stripe their rows even in a context job.
     """
-    if shard.task not in SHARD_TASKS:
-        raise ValueError(f"unknown shard task {shard.task!r}; expected one of {', '.join(SHARD_TASKS)}")
-    if shard.task.startswith("best-of-n-"):
+    stage = stage_of(shard.task)
+    if stage.best_of_n:
         from cosmos_core.bestofn import run_bestofn_shard
 
         return run_bestofn_shard(shard, rank, world_size, device)
-    if cp is not None and shard.task not in ("video2world", "text2world-video"):
+    if cp is not None and not stage.context_parallel:
         cp = None
     mine = shard.rows if cp is not None else shard.rows[rank::world_size]
     writes = cp is None or rank == 0
@@ -79,10 +69,10 @@ def run_shard(
     pipeline = load_guarded_pipeline(shard, device, cp)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
-        output = output_of(shard.task, row, shard.output_root)
+        output = output_of(stage, row, shard.output_root)
 
         def generate(row: ResolvedRow = row, output: str = output) -> None:
-            generation = pipeline.generate(build_request(shard.task, row, shard.output_root))
+            generation = pipeline.generate(build_request(stage, row, shard.output_root))
             if writes:
                 save_generation(generation, output)
 

@@ -26,18 +26,12 @@ from manifests import (
     plan_shards,
     read_manifest,
     read_records,
+    task_spec,
     write_shard,
 )
+from manifests.tasks import intermediate_root
 from tasks.reports import publish_report, remove_tree
 from tasks.shards import GPU_SLOT, run_shard
-
-# Each flow's stages, in order; a row goes on to the next stage only if its previous one succeeded.
-STAGES = {
-    "text2image": ["text2image"],
-    "video2world": ["video2world"],
-    "text2world": ["text2world-image", "text2world-video"],
-    "best-of-n": ["best-of-n-generate", "best-of-n-score"],  # candidates per row, then the critic
-}
 
 
 class RowsFailed(RuntimeError):
@@ -167,7 +161,9 @@ def run_windowed(shards: list[Shard], launch, window: int | None, poll_seconds: 
 def run_batch(flow_task: str, manifest_url: str, output_root: str, options: BatchOptions) -> dict:
     logger = get_run_logger()
     manifest = read_manifest(manifest_url, flow_task, output_root, input_root=options.input_root)
-    stages = STAGES[flow_task]
+    spec = task_spec(flow_task)
+    # each task's stages in order (manifests/tasks.py); a row goes on only if its previous stage succeeded
+    stages = [stage.name for stage in spec.stages]
     total_units = max(len(manifest.rows) * len(stages), 1)
     done_units = 0
     artifact_id = create_progress_artifact(0.0, description=f"{flow_task}: {manifest_url} -> {output_root}")
@@ -201,8 +197,8 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
     by_id = {row.id: row for row in manifest.rows}
     for row_id, record in final.items():
         final[row_id] = record.model_copy(update={"output": by_id[row_id].output})
-    if flow_task == "text2world":
-        remove_tree(posixpath.join(workdir(output_root), "text2world-images"))
+    if any(stage.intermediate for stage in spec.stages):
+        remove_tree(intermediate_root(output_root))
     update_progress_artifact(artifact_id, 100.0)
 
     summary = publish_report(manifest, list(final.values()), output_root, flow_task)

@@ -26,11 +26,12 @@ from prefect.artifacts import create_table_artifact
 from flows.batch import run_batch, workdir
 from flows.params import batch_options
 from manifests import ResultRecord
+from manifests.tasks import BEST_OF_N
 
 
 def candidate_table(output_root: str) -> list[dict]:
     """One line per scored candidate, from the score stage's records."""
-    records_dir = posixpath.join(workdir(output_root), "records", "best-of-n-score")
+    records_dir = posixpath.join(workdir(output_root), "records", BEST_OF_N.final.name)
     fs, path = url_to_fs(records_dir)
     lines = []
     for record_path in sorted(fs.glob(posixpath.join(path, "*.json"))):
@@ -90,7 +91,7 @@ def video2world_best_of_n(
         natten,
     )
     try:
-        return run_batch("best-of-n", manifest, output_root, options)
+        return run_batch(BEST_OF_N.name, manifest, output_root, options)
     finally:
         table = candidate_table(output_root)
         if table:

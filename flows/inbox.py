@@ -19,12 +19,13 @@ from prefect import flow, get_run_logger
 from flows.text2image import text2image_batch
 from flows.text2world import text2world_batch
 from flows.video2world import video2world_batch
+from manifests.tasks import TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD
 
 MANIFEST_EXTENSIONS = (".csv", ".json", ".jsonl", ".parquet")
 BATCH_FLOWS = {
-    "text2image": text2image_batch,
-    "video2world": video2world_batch,
-    "text2world": text2world_batch,
+    TEXT2IMAGE.name: text2image_batch,
+    VIDEO2WORLD.name: video2world_batch,
+    TEXT2WORLD.name: text2world_batch,
 }
 
 
@@ -37,7 +38,7 @@ def _url(fs, path: str, like: str) -> str:
 def process_inbox(
     inbox: str,
     output_root: str,
-    task: Literal["text2image", "video2world", "text2world"] = "text2world",
+    task: Literal[TEXT2IMAGE.name, VIDEO2WORLD.name, TEXT2WORLD.name] = TEXT2WORLD.name,
     shard_size: int = 25,
     gpus_per_shard: int = 1,
     max_manifests: int = 20,

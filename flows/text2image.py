@@ -8,9 +8,10 @@ from prefect import flow
 
 from flows.batch import run_batch
 from flows.params import batch_options
+from manifests.tasks import TEXT2IMAGE
 
 
-@flow(name="text2image", log_prints=True)
+@flow(name=TEXT2IMAGE.name, log_prints=True)
 def text2image_batch(
     manifest: str,
     output_root: str,
@@ -46,4 +47,4 @@ def text2image_batch(
         dispatch_deployment,
         guardrail,
     )
-    return run_batch("text2image", manifest, output_root, options)
+    return run_batch(TEXT2IMAGE.name, manifest, output_root, options)

@@ -8,9 +8,10 @@ from prefect import flow
 
 from flows.batch import run_batch
 from flows.params import batch_options
+from manifests.tasks import TEXT2WORLD
 
 
-@flow(name="text2world", log_prints=True)
+@flow(name=TEXT2WORLD.name, log_prints=True)
 def text2world_batch(
     manifest: str,
     output_root: str,
@@ -51,4 +52,4 @@ def text2world_batch(
         prompt_refiner,
         natten,
     )
-    return run_batch("text2world", manifest, output_root, options)
+    return run_batch(TEXT2WORLD.name, manifest, output_root, options)

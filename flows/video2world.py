@@ -8,9 +8,10 @@ from prefect import flow
 
 from flows.batch import run_batch
 from flows.params import batch_options
+from manifests.tasks import VIDEO2WORLD
 
 
-@flow(name="video2world", log_prints=True)
+@flow(name=VIDEO2WORLD.name, log_prints=True)
 def video2world_batch(
     manifest: str,
     output_root: str,
@@ -51,4 +52,4 @@ def video2world_batch(
         prompt_refiner,
         natten,
     )
-    return run_batch("video2world", manifest, output_root, options)
+    return run_batch(VIDEO2WORLD.name, manifest, output_root, options)

@@ -18,19 +18,19 @@ from manifests.results import (
     write_results_csv,
 )
 from manifests.schemas import (
-    ROW_MODELS,
     AspectRatio,
     BestOfNRow,
     RowBase,
-    Task,
     Text2ImageRow,
     Text2WorldRow,
     Video2WorldRow,
 )
 from manifests.sharding import ModelSpec, Shard, model_spec_of, plan_shards, read_shard, write_shard
+from manifests.tasks import STAGES, TASKS, Stage, TaskSpec, stage_of, task_spec
 
 __all__ = [
-    "ROW_MODELS",
+    "STAGES",
+    "TASKS",
     "AspectRatio",
     "BestOfNRow",
     "Manifest",
@@ -41,8 +41,9 @@ __all__ = [
     "RowBase",
     "RowError",
     "Shard",
+    "Stage",
     "Status",
-    "Task",
+    "TaskSpec",
     "Text2ImageRow",
     "Text2WorldRow",
     "Video2WorldRow",
@@ -53,7 +54,9 @@ __all__ = [
     "read_records",
     "read_shard",
     "record_url",
+    "stage_of",
     "summarize",
+    "task_spec",
     "write_record",
     "write_results_csv",
     "write_shard",

@@ -24,7 +24,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from manifests import storage
-from manifests.schemas import ROW_MODELS, RowBase, Text2ImageRow, field_names
+from manifests.schemas import RowBase, Text2ImageRow, field_names
+from manifests.tasks import TASKS
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet")
 
@@ -78,11 +79,11 @@ def read_manifest(
     current directory for a local one (the reference's batch JSON names `assets/video2world/input0.jpg`
     from the repository root). check_inputs: report rows whose input does not exist.
     """
-    if task not in ROW_MODELS:
-        raise ManifestError(f"unknown task {task!r} for {url}: expected one of {', '.join(ROW_MODELS)}")
+    if task not in TASKS:
+        raise ManifestError(f"unknown task {task!r} for {url}: expected one of {', '.join(TASKS)}")
     if not output_root.strip():
         raise ManifestError(f"no output root given for {url}")
-    model = ROW_MODELS[task]
+    model = TASKS[task].row_model
     raw_rows = load_rows(url)
     if not raw_rows:
         raise ManifestError(f"manifest {url} has no rows")

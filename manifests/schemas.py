@@ -24,7 +24,6 @@ from pydantic import (
     field_validator,
 )
 
-Task = Literal["text2image", "video2world", "text2world", "best-of-n"]
 AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -196,14 +195,6 @@ class Text2WorldRow(RowBase):
 class BestOfNRow(Video2WorldRow):
     num_generations: int = Field(2, ge=1, le=64, description="videos generated per row, one per seed")
     num_critic_trials: int = Field(5, ge=1, le=32, description="critic answers sampled per video")
-
-
-ROW_MODELS: dict[str, type[RowBase]] = {
-    "text2image": Text2ImageRow,
-    "video2world": Video2WorldRow,
-    "text2world": Text2WorldRow,
-    "best-of-n": BestOfNRow,
-}
 
 
 def field_names(model: type[RowBase]) -> dict[str, str]:

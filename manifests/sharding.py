@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from manifests import storage
 from manifests.readers import Manifest, ManifestError, ResolvedRow
+from manifests.tasks import stage_of
 
 
 class ModelSpec(BaseModel):
@@ -46,12 +47,6 @@ class Shard(BaseModel):
     refiner: bool = False  # video stages: Cosmos-Reason1 rewrites the prompt (when its checkpoint is present)
 
 
-def is_image_task(task: str) -> bool:
-    """text2image, or an image stage of a longer task (the flows name text2world's first stage
-    'text2world-image')."""
-    return task == "text2image" or task.endswith("-image")
-
-
 def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> ModelSpec:
     """The model a row needs: its model_size, resolution, fps and natten over the defaults.
 
@@ -60,7 +55,7 @@ def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> Mod
     update: dict[str, Any] = {}
     if params.get("model_size") is not None:
         update["model_size"] = params["model_size"]
-    if is_image_task(task):
+    if stage_of(task).image_model:
         update["distilled"] = bool(params.get("distill_steps"))
     else:
         for name in ("resolution", "fps", "natten"):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cosmos_core import media
+from manifests.tasks import intermediate_root
 
 pytestmark = pytest.mark.e2e
 
@@ -168,4 +169,4 @@ def test_text2world_on_s3(prefect_server, s3_bucket_url, tmp_path):
     frames, fps = media.read_video(f"{out}/v/a.mp4")
     assert len(frames) == 17 and fps == 16
     assert "ok" in media.read_text(f"{out}/results.csv")
-    assert not media.exists(f"{out}/.worldmill/text2world-images/")  # temporaries removed
+    assert not media.exists(intermediate_root(str(out)))  # temporaries removed

@@ -103,3 +103,43 @@ def test_no_import_cycles_inside_cosmos_core():
         if module not in state:
             visit(module, [module])
     assert cycles == []
+
+
+# Names only the registry may spell. "text2image" and "video2world" are left out: they are also the model
+# families of the presets and the guardrail (cosmos_core/presets.py), which are not manifest tasks.
+def registry_only_names() -> set[str]:
+    from manifests.tasks import STAGES, TASKS
+
+    return (set(TASKS) | set(STAGES)) - {"text2image", "video2world"}
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """(line, value) of every string constant in a file except docstrings."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+def test_task_and_stage_names_are_spelled_only_in_the_registry():
+    names = registry_only_names()
+    registry = REPO / "manifests" / "tasks.py"
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}: {value!r}"
+        for package in ("cosmos_core", "manifests", "flows", "tasks")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != registry
+        for line, value in string_constants(path)
+        if value in names
+    ]
+    assert offenders == []

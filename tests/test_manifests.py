@@ -35,7 +35,8 @@ from manifests import (
     write_results_csv,
     write_shard,
 )
-from manifests.schemas import ROW_MODELS, Text2ImageRow, Video2WorldRow
+from manifests.schemas import Text2ImageRow, Video2WorldRow
+from manifests.tasks import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "manifests" / "examples"
@@ -404,7 +405,7 @@ def test_row_schemas_mirror_the_generation_requests():
         assert schema(Text2ImageRow, name) == schema(requests.Text2ImageRequest, name), name
     for name in ("seed", "steps", "aspect_ratio", "num_conditional_frames"):
         assert schema(Video2WorldRow, name) == schema(requests.Video2WorldRequest, name), name
-    assert ROW_MODELS.keys() == {"text2image", "video2world", "text2world", "best-of-n"}
+    assert TASKS.keys() == {"text2image", "video2world", "text2world", "best-of-n"}
 
 
 def test_manifests_import_neither_torch_nor_prefect():

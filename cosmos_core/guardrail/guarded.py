@@ -116,7 +116,7 @@ def load_safety(
     else:
         log.warning("guardrail: disabled; prompts and videos are not checked")
     prompt_refiner = None
-    if task in ("video2world", "text2world"):
+    if task != "text2image":  # a video task: the refiner rewrites its prompts
         if refiner:
             folder = reason1_folder or reason1_dir(root)
             skipped = "skipped, prompts are used as given"

@@ -24,6 +24,7 @@ from cosmos_core.pipelines.text2image import Text2ImagePipeline
 from cosmos_core.pipelines.video2world import Video2WorldPipeline
 from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.text_encoder import TextEncoderOptions
+from manifests.tasks import TEXT2WORLD
 
 log = logging.getLogger("cosmos_core")
 
@@ -62,7 +63,7 @@ def video_request(request: Text2WorldRequest, image_url: str) -> Video2WorldRequ
 
 
 class Text2WorldPipeline:
-    task = "text2world"
+    task = TEXT2WORLD.name
 
     def __init__(self, text2image: Text2ImagePipeline, video2world: Video2WorldPipeline) -> None:
         self.text2image = text2image
