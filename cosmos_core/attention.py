@@ -1,7 +1,8 @@
 """Scaled dot-product attention with the fastest backend for the GPU at hand.
 
-On Hopper, cuDNN's fused attention runs at 654 TFLOP/s on the 2B 720p shape against 372 for the flash
-backend (DESIGN.md, measured anchors); PyTorch's default order tries flash first, so we state ours.
+On Hopper, cuDNN's fused attention runs the 2B 720p shape about 1.8x faster than the flash backend
+(`benchmarks/gpu_speed.py --sections attention`; results in benchmarks/results/); PyTorch's default order
+tries flash first, so we state ours.
 On the CPU PyTorch picks its own kernel.
 """
 

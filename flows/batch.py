@@ -2,7 +2,7 @@
 
 The three batch flows (text2image, video2world, text2world) are this function with their stages.
 One Prefect task per shard (tens of rows), never per row: the SQLite server ingests ~50 task runs/s and
-every run costs the client ~5 ms (DESIGN.md). Shards run in this flow run's own worker (a task each,
+every run costs the client ~5 ms. Shards run in this flow run's own worker (a task each,
 concurrently, each holding GPU slots), or are dispatched as runs of the `generate-shard` deployment on
 a GPU work pool so that several hosts work one manifest.
 """

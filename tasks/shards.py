@@ -20,7 +20,7 @@ from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import task_run
 
-# Set for every launch: NVLink multicast off (safe on shared hosts, DESIGN.md / KINDS.md).
+# Set for every launch: NVLink multicast off (safe on shared hosts: it can take a host's GPUs down for others).
 SAFE_NCCL_ENV = {
     "NCCL_NVLS_ENABLE": "0",
     "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
