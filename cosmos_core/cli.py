@@ -89,7 +89,12 @@ def _add_generation_flags(p: argparse.ArgumentParser, model: type[BaseModel], pr
     g.add_argument("--batch_input_json", help="JSON list of items to generate (the reference's batch format)")
 
 
-def _add_model_flags(p: argparse.ArgumentParser, sizes: list[str]) -> None:
+CHECKPOINT_DIR_HELP = "checkpoints root ($COSMOS_CHECKPOINT_DIR, checkpoints)"
+
+
+def _add_model_flags(
+    p: argparse.ArgumentParser, sizes: list[str], checkpoint_dir_help: str = CHECKPOINT_DIR_HELP
+) -> None:
     m = p.add_argument_group("model")
     m.add_argument(
         "--model_size",
@@ -101,7 +106,7 @@ def _add_model_flags(p: argparse.ArgumentParser, sizes: list[str]) -> None:
         "--checkpoint_dir",
         type=Path,
         default=None,
-        help="checkpoints root ($COSMOS_CHECKPOINT_DIR, checkpoints)",
+        help=checkpoint_dir_help,
     )
     m.add_argument("--load_ema", action="store_true", help="load the EMA weights (net_ema.)")
     m.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: the GPU if there is one)")
@@ -178,19 +183,24 @@ def text2image_parser() -> argparse.ArgumentParser:
     return p
 
 
-def video2world_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m examples.video2world", description="Video2World generation")
+def video2world_parser(
+    prog: str = "python -m examples.video2world",
+    description: str = "Video2World generation",
+    save_path: tuple[str, str] = ("output/generated_video.mp4", "output video (local path or URL)"),
+    checkpoint_dir_help: str = CHECKPOINT_DIR_HELP,
+) -> argparse.ArgumentParser:
+    """The video2world command's flags; best-of-N (cosmos_core/bestofn_command.py) builds on them with its
+    own program name, description, --save_path (default, help) and --checkpoint_dir help."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     _add_generation_flags(p, Video2WorldRequest, "")
     p.add_argument(
         "--input_path", default="assets/video2world/input0.jpg", help="conditioning image or video"
     )
     p.add_argument("--num_conditional_frames", type=int, choices=[1, 5], default=1, help="last frames used")
-    p.add_argument(
-        "--save_path", default="output/generated_video.mp4", help="output video (local path or URL)"
-    )
+    p.add_argument("--save_path", default=save_path[0], help=save_path[1])
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
     _add_video_flags(p)
-    _add_model_flags(p, ["2B", "14B"])
+    _add_model_flags(p, ["2B", "14B"], checkpoint_dir_help)
     _add_safety_flags(p, refiner=True)
     return p
 
@@ -285,14 +295,14 @@ def _validation_message(error: ValidationError) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
     )
     log.setLevel(logging.INFO)
 
 
-def _context_parallel(args: argparse.Namespace) -> ContextParallel | None:
+def context_parallel_from_args(args: argparse.Namespace) -> ContextParallel | None:
     """--num_gpus N > 1: join the torchrun job (N processes), one GPU each, frames split over them.
 
     Only rank 0 logs and writes; the others compute their part of each video.
@@ -330,9 +340,9 @@ def run(
     generate_and_save: Callable[[object, BaseModel, str], None],
 ) -> int:
     args = parser.parse_args(argv)
-    _setup_logging()
+    setup_logging()
     try:
-        args.cp = _context_parallel(args)
+        args.cp = context_parallel_from_args(args)
         globals_ = request_fields(args, command)
         if args.batch_input_json:
             jobs = batch_items(args.batch_input_json, command, globals_)

@@ -1,7 +1,7 @@
 """One row of a shard, as the batch worker handles it: the request it builds from the row, the
 pipeline it loads for the shard, whether the row is done, and the record of running it.
 
-Shared by the worker's loop (cosmos_core/worker.py) and the best-of-N shard tasks (cosmos_core/bestofn.py),
+Shared by the worker's loop (cosmos_core/worker.py) and the best-of-N shard steps (cosmos_core/bestofn_jobs.py),
 which the worker dispatches to: both import from here, neither from the other.
 """
 
@@ -16,7 +16,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cosmos_core import media
-from cosmos_core.guardrail import GuardrailBlocked
+from cosmos_core.guardrail import GuardrailBlocked, guard_pipeline, load_safety
+from cosmos_core.guardrail.guarded import pipeline_device
 from cosmos_core.models import checkpoints_present, default_checkpoint_dir
 from cosmos_core.parallel import ContextParallel
 from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline
@@ -97,9 +98,6 @@ def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None =
 
 def load_guarded_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
     """load_pipeline with the shard's guardrail (on by default) and prompt refiner around it."""
-    from cosmos_core.guardrail import guard_pipeline, load_safety
-    from cosmos_core.guardrail.guarded import pipeline_device
-
     pipeline = load_pipeline(shard, device, cp)
     stage = stage_of(shard.task)
     rail, refiner = load_safety(

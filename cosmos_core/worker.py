@@ -12,7 +12,7 @@ Exit codes: 0 when every row has a record (some may be "failed": bad rows are re
 non-zero when the process itself failed (CUDA out of memory, NCCL or other device errors, a crash):
 the Prefect task retries the shard. Shard tasks: text2image, video2world, and the two stages of
 text2world, "text2world-image" (writes the first frame to storage) and "text2world-video"; and the two
-of best-of-N, "best-of-n-generate" and "best-of-n-score" (cosmos_core/bestofn.py). With the shard's
+of best-of-N, "best-of-n-generate" and "best-of-n-score" (cosmos_core/bestofn_jobs.py). With the shard's
 `guardrail` on, a refused prompt or video is recorded "blocked" ("blocked by guardrail: <check>").
 """
 
@@ -47,7 +47,7 @@ def run_shard(
     """
     stage = stage_of(shard.task)
     if stage.best_of_n:
-        from cosmos_core.bestofn import run_bestofn_shard
+        from cosmos_core.bestofn_jobs import run_bestofn_shard
 
         return run_bestofn_shard(shard, rank, world_size, device)
     if cp is not None and not stage.context_parallel:

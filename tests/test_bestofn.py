@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cosmos_core.bestofn import bestofn_main
+from cosmos_core.bestofn_command import bestofn_main
 from tests.test_reason1 import write_tiny_reason1
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cosmos_core import media
-from cosmos_core.bestofn import bestofn_main
+from cosmos_core.bestofn_command import bestofn_main
 from cosmos_core.cli import text2image_main, text2world_main, video2world_main
 from cosmos_core.dit import dit_config
 from cosmos_core.models import download_command
