@@ -40,7 +40,7 @@ def process_inbox(
     output_root: str,
     task: Literal[TEXT2IMAGE.name, VIDEO2WORLD.name, TEXT2WORLD.name] = TEXT2WORLD.name,
     shard_size: int = 25,
-    gpus_per_shard: int = 1,
+    gpus_per_shard: int | None = None,  # None: the GPU pool's gpus_per_host, else 1 (flows/batch.py)
     max_manifests: int = 20,
 ) -> list[dict]:
     """Run every new manifest of the inbox once, then file it under done/ or failed/ with its report."""

@@ -160,6 +160,8 @@ def test_create_pools_and_deploy(prefect_server, tmp_path):
         assert (state["limit"].limit, state["limit"].active) == (3, True)
         deployments = state["deployments"]
         assert deployments["text2world/batch"].work_pool_name == pool
+        # no parameter copies: the flow's defaults apply (gpus_per_shard None -> the pool's gpus_per_host)
+        assert deployments["text2world/batch"].parameters == {}
         assert deployments["generate-shard/gpu"].work_pool_name == gpu_pool
         inbox = deployments["manifest-inbox/text2world"]
         assert inbox.parameters["inbox"] == env["WORLDMILL_INBOX"]
