@@ -83,7 +83,7 @@ def main() -> None:
         state = text2image_batch(
             manifest=str(manifest),
             output_root=str(work / "out"),
-            shard_size=args.shard_size,
+            options={"shard_size": args.shard_size},
             return_state=True,
         )
         wall = time.perf_counter() - start

@@ -17,14 +17,13 @@ deployments "batch" and "best-of-n".
 from __future__ import annotations
 
 import posixpath
-from typing import Literal
 
 from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.batch import run_batch, workdir
-from flows.params import batch_options
+from flows.params import BestOfNParameters
 from manifests import ResultRecord
 from manifests.tasks import BEST_OF_N
 
@@ -57,41 +56,17 @@ def candidate_table(output_root: str) -> list[dict]:
 def video2world_best_of_n(
     manifest: str,
     output_root: str,
-    shard_size: int = 4,
-    gpus_per_shard: int | None = None,
-    model_size: str | None = None,
-    resolution: Literal["480", "720"] = "720",
-    fps: Literal[10, 16] = 16,
-    checkpoint_dir: str | None = None,
-    input_root: str | None = None,
-    dispatch_deployment: str | None = None,
-    guardrail: bool = True,
-    prompt_refiner: bool = False,
-    natten: bool = False,
+    options: BestOfNParameters = BestOfNParameters(),  # noqa: B008 (frozen)
 ) -> dict:
     """Best-of-N for every row of a manifest: num_generations videos per row, scored by a critic, the
     best one written to the row's output.
 
-    shard_size rows per shard (each row brings its num_generations candidates). checkpoint_dir: the
-    checkpoints root (the critic looks for nvidia/Cosmos-Reason1-7B under it). The run ends Failed if
+    `options` (flows/params.py): shard_size rows per shard (each row brings its num_generations
+    candidates); checkpoint_dir, the checkpoints root (the critic looks for nvidia/Cosmos-Reason1-7B under it). The run ends Failed if
     any row failed, after every other row finished; rows the guardrail refuses are recorded "blocked".
     """
-    options = batch_options(
-        shard_size,
-        gpus_per_shard,
-        "data",
-        model_size,
-        resolution,
-        fps,
-        checkpoint_dir,
-        input_root,
-        dispatch_deployment,
-        guardrail,
-        prompt_refiner,
-        natten,
-    )
     try:
-        return run_batch(BEST_OF_N.name, manifest, output_root, options)
+        return run_batch(BEST_OF_N.name, manifest, output_root, options.options())
     finally:
         table = candidate_table(output_root)
         if table:

@@ -67,8 +67,7 @@ def process_inbox(
         state = BATCH_FLOWS[task](
             manifest=_url(fs, claimed, inbox),
             output_root=out,
-            shard_size=shard_size,
-            gpus_per_shard=gpus_per_shard,
+            options={"shard_size": shard_size, "gpus_per_shard": gpus_per_shard},
             return_state=True,
         )
         verdict = "done" if state.is_completed() else "failed"

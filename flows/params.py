@@ -1,44 +1,119 @@
-"""The parameters every batch flow takes (shown, validated and documented in the Prefect UI)."""
+"""The batch flows' parameters: one pydantic model per kind of flow, beside `manifest` and `output_root`.
+
+Prefect shows each model as a form with these descriptions and validates it; the defaults live here and
+nowhere else (prefect.yaml sets none). From the command line:
+`prefect deployment run video2world/batch --param manifest=... --param output_root=... \\
+    --param options='{"gpus_per_shard": 8, "parallelism": "context"}'`.
+Each flow takes only what it uses: Text2Image has no resolution, frame rate or context parallelism.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
 from flows.batch import BatchOptions
 from manifests import ModelSpec
-from manifests.schemas import check_natten_resolution
+from manifests.schemas import ImageModelSize, VideoModelSize, check_natten_resolution
 
 
-def batch_options(
-    shard_size: int,
-    gpus_per_shard: int | None,
-    parallelism: Literal["data", "context"],
-    model_size: str | None,
-    resolution: Literal["480", "720"],
-    fps: Literal[10, 16],
-    checkpoint_dir: str | None,
-    input_root: str | None,
-    dispatch_deployment: str | None,
-    guardrail: bool = True,
-    refiner: bool = False,
-    natten: bool = False,
-) -> BatchOptions:
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
-    check_natten_resolution(natten, resolution)
-    return BatchOptions(
-        shard_size=shard_size,
-        gpus_per_shard=gpus_per_shard,
-        parallelism=parallelism,
-        model=ModelSpec(
-            model_size=model_size,
-            resolution=resolution,
-            fps=fps,
-            checkpoint_dir=checkpoint_dir,
-            natten=natten,
-        ),
-        input_root=input_root,
-        dispatch_deployment=dispatch_deployment,
-        guardrail=guardrail,
-        refiner=refiner,
+class BatchParameters(BaseModel):
+    """What every batch flow takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    shard_size: int = Field(
+        25, ge=1, description="rows per shard: one Prefect task and one worker process each"
+    )
+    gpus_per_shard: int | None = Field(
+        None, ge=1, description="GPUs per shard; unset: the GPU pool's gpus_per_host job variable, else 1"
+    )
+    checkpoint_dir: str | None = Field(
+        None, description="checkpoints root; unset: $COSMOS_CHECKPOINT_DIR or checkpoints"
+    )
+    input_root: str | None = Field(
+        None,
+        description="where relative inputs live; unset: beside a remote manifest, else the working folder",
+    )
+    dispatch_deployment: str | None = Field(
+        None, description='run shards as runs of this deployment on a GPU pool, e.g. "generate-shard/gpu"'
+    )
+    guardrail: bool = Field(
+        True, description='refused rows are recorded "blocked" (no output); the others go on'
+    )
+
+    def options(self) -> BatchOptions:
+        return BatchOptions(
+            shard_size=self.shard_size,
+            gpus_per_shard=self.gpus_per_shard,
+            model=ModelSpec(checkpoint_dir=self.checkpoint_dir, **self._model_fields()),
+            input_root=self.input_root,
+            dispatch_deployment=self.dispatch_deployment,
+            guardrail=self.guardrail,
+            **self._run_fields(),
+        )
+
+    def _model_fields(self) -> dict:
+        return {"model_size": self.model_size}
+
+    def _run_fields(self) -> dict:
+        return {}
+
+
+class Text2ImageParameters(BatchParameters):
+    model_size: ImageModelSize | None = Field(
+        None,
+        description="unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)",
+    )
+
+
+class VideoParameters(BatchParameters):
+    """What the video flows add: the Video2World checkpoint's resolution and frame rate, sparse attention
+    and the prompt refiner."""
+
+    model_size: VideoModelSize | None = Field(
+        None,
+        description="unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)",
+    )
+    resolution: Literal["480", "720"] = Field("720", description="the Video2World checkpoint's resolution")
+    fps: Literal[10, 16] = Field(16, description="its frame rate: 16 (93 frames) or 10 (61 frames)")
+    natten: bool = Field(
+        False, description="the sparse-attention (NATTEN) DiT, 720p only; rows may set their own"
+    )
+    prompt_refiner: bool = Field(
+        False,
+        description="Cosmos-Reason1 rewrites each prompt from its input (when its checkpoint is present)",
+    )
+
+    @model_validator(mode="after")
+    def _check_natten(self) -> VideoParameters:
+        check_natten_resolution(self.natten, self.resolution)
+        return self
+
+    def _model_fields(self) -> dict:
+        return {
+            "model_size": self.model_size,
+            "resolution": self.resolution,
+            "fps": self.fps,
+            "natten": self.natten,
+        }
+
+    def _run_fields(self) -> dict:
+        return {"refiner": self.prompt_refiner}
+
+
+class VideoBatchParameters(VideoParameters):
+    parallelism: Literal["data", "context"] = Field(
+        "data",
+        description='"data": rows striped over a shard\'s GPUs (throughput); "context": each video\'s frames split over them (latency)',
+    )
+
+    def _run_fields(self) -> dict:
+        return {**super()._run_fields(), "parallelism": self.parallelism}
+
+
+class BestOfNParameters(VideoParameters):
+    shard_size: int = Field(
+        4, ge=1, description="rows per shard (each row brings its num_generations candidates)"
     )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from prefect import flow
 
 from flows.batch import run_batch
-from flows.params import batch_options
+from flows.params import Text2ImageParameters
 from manifests.tasks import TEXT2IMAGE
 
 
@@ -15,36 +13,11 @@ from manifests.tasks import TEXT2IMAGE
 def text2image_batch(
     manifest: str,
     output_root: str,
-    shard_size: int = 25,
-    gpus_per_shard: int | None = None,
-    parallelism: Literal["data", "context"] = "data",
-    model_size: str | None = None,
-    resolution: Literal["480", "720"] = "720",
-    fps: Literal[10, 16] = 16,
-    checkpoint_dir: str | None = None,
-    input_root: str | None = None,
-    dispatch_deployment: str | None = None,
-    guardrail: bool = True,
+    options: Text2ImageParameters = Text2ImageParameters(),  # noqa: B008 (frozen)
 ) -> dict:
     """Generate every row of a text2image manifest (CSV, JSON, JSONL or Parquet; path or URL) under output_root.
 
-    Rows are split into shards of shard_size; each shard runs on gpus_per_shard GPUs (default: the
-    host's gpus_per_host job variable, else 1) in this run's worker, or as a run of
-    dispatch_deployment (e.g. "generate-shard/gpu") on a GPU work pool. parallelism "data" stripes
-    rows over the GPUs (throughput); "context" splits each video's frames over them (latency). The run
-    ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
-    guardrail: prompts it refuses are recorded "blocked" (no output) and the other rows go on.
+    `options` (flows/params.py, a form in the Prefect UI): sharding, GPUs, the model, the guardrail.
+    The run ends Failed if any row failed, after every other row finished; results.csv lands in output_root.
     """
-    options = batch_options(
-        shard_size,
-        gpus_per_shard,
-        parallelism,
-        model_size,
-        resolution,
-        fps,
-        checkpoint_dir,
-        input_root,
-        dispatch_deployment,
-        guardrail,
-    )
-    return run_batch(TEXT2IMAGE.name, manifest, output_root, options)
+    return run_batch(TEXT2IMAGE.name, manifest, output_root, options.options())

@@ -67,7 +67,7 @@ def test_killed_shard_is_retried_and_only_missing_rows_are_generated(prefect_ser
 
     # Reference: the same manifest, uninterrupted.
     clean = tmp_path / "clean"
-    text2image_batch(manifest=manifest, output_root=str(clean), shard_size=10)
+    text2image_batch(manifest=manifest, output_root=str(clean), options={"shard_size": 10})
 
     out = tmp_path / "out"
     records = out / ".worldmill" / "records" / "text2image"
@@ -89,7 +89,7 @@ def test_killed_shard_is_retried_and_only_missing_rows_are_generated(prefect_ser
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = text2image_batch(manifest=manifest, output_root=str(out), shard_size=10)
+    summary = text2image_batch(manifest=manifest, output_root=str(out), options={"shard_size": 10})
     thread.join()
 
     assert killed, "the fault was not injected"
@@ -121,7 +121,9 @@ def test_bad_rows_are_reported_and_good_rows_generated(prefect_server, tmp_path)
     manifest = write_csv(tmp_path / "v.csv", rows)
     out = tmp_path / "out"
 
-    state = video2world_batch(manifest=manifest, output_root=str(out), shard_size=8, return_state=True)
+    state = video2world_batch(
+        manifest=manifest, output_root=str(out), options={"shard_size": 8}, return_state=True
+    )
 
     assert state.is_failed() and "5 of 20 row(s) failed or were rejected" in state.message
     report = results(out)
@@ -164,9 +166,26 @@ def test_text2world_on_s3(prefect_server, s3_bucket_url, tmp_path):
         manifest, json.dumps([{"prompt": "a ball rolls", "output_video": "v/a.mp4", "steps": 2}])
     )
     out = f"{s3_bucket_url}/out"
-    summary = text2world_batch(manifest=manifest, output_root=out, shard_size=5)
+    summary = text2world_batch(manifest=manifest, output_root=out, options={"shard_size": 5})
     assert summary["ok"] == 1
     frames, fps = media.read_video(f"{out}/v/a.mp4")
     assert len(frames) == 17 and fps == 16
     assert "ok" in media.read_text(f"{out}/results.csv")
     assert not media.exists(intermediate_root(str(out)))  # temporaries removed
+
+
+def test_each_flow_takes_only_the_parameters_it_uses():
+    """One parameter model per kind of flow, with a description for every field (the Prefect UI's form);
+    a parameter a flow would ignore is refused."""
+    from pydantic import ValidationError
+
+    from flows.params import BestOfNParameters, Text2ImageParameters, VideoBatchParameters
+
+    for model in (Text2ImageParameters, VideoBatchParameters, BestOfNParameters):
+        assert all(info.description for info in model.model_fields.values()), model
+    with pytest.raises(ValidationError, match="parallelism"):
+        Text2ImageParameters(parallelism="context")  # Text2Image has no context parallelism
+    with pytest.raises(ValidationError, match="parallelism"):
+        BestOfNParameters(parallelism="context")
+    assert VideoBatchParameters(parallelism="context", gpus_per_shard=8).options().parallelism == "context"
+    assert BestOfNParameters().shard_size == 4 and Text2ImageParameters().shard_size == 25

@@ -129,7 +129,7 @@ def test_best_of_n_deploys_and_its_flow_picks_the_best_candidate(prefect_server,
     manifest.write_text("".join(json.dumps({**r, "steps": 2}) + "\n" for r in rows))
     out = workdir / "out"
     state = video2world_best_of_n(
-        manifest=str(manifest), output_root=str(out), shard_size=5, return_state=True
+        manifest=str(manifest), output_root=str(out), options={"shard_size": 5}, return_state=True
     )
     assert state.is_completed(), state.message
     summary = state.result()

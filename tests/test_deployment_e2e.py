@@ -98,7 +98,7 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
             "--param",
             f"output_root={out}",
             "--param",
-            "shard_size=2",
+            'options={"shard_size": 2}',
         )
         flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
         run = asyncio.run(wait_for_run(flow_run_id))
@@ -130,9 +130,7 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
             "--param",
             f"output_root={tmp_path / 'dispatched'}",
             "--param",
-            "shard_size=1",
-            "--param",
-            "dispatch_deployment=generate-shard/gpu",
+            'options={"shard_size": 1, "dispatch_deployment": "generate-shard/gpu"}',
         )
         parent = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
         run = asyncio.run(wait_for_run(parent))

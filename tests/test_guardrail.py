@@ -313,7 +313,9 @@ def test_batch_flow_reports_blocked_rows_and_completes(prefect_server, workdir):
         writer.writeheader()
         writer.writerows(rows)
     out = workdir / "out"
-    state = video2world_batch(manifest="v.csv", output_root=str(out), shard_size=5, return_state=True)
+    state = video2world_batch(
+        manifest="v.csv", output_root=str(out), options={"shard_size": 5}, return_state=True
+    )
     assert state.is_completed()  # a blocked row is not a failure
     summary = state.result()
     assert (summary["ok"], summary["blocked"], summary["failed"]) == (2, 1, 0)

@@ -25,7 +25,7 @@ from cosmos_core.pipelines.base import resolve_preset
 from cosmos_core.presets import PresetError, video2world_preset
 from cosmos_core.sparse_attention import NATTEN_PATTERNS
 from cosmos_core.worker import main as worker_main
-from flows.params import batch_options
+from flows.params import BestOfNParameters, VideoBatchParameters
 from manifests import ModelSpec, plan_shards, read_manifest, write_shard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,9 +127,10 @@ def test_manifest_column_and_flow_parameter_choose_the_sparse_model(tmp_path):
         for run_natten in (False, True)
     }
     assert specs == {False: {"a": False, "b": True, "c": False}, True: {"a": True, "b": True, "c": False}}
-    assert batch_options(25, None, "data", None, "720", 16, None, None, None, natten=True).model.natten
+    assert VideoBatchParameters(natten=True).options().model.natten
+    assert BestOfNParameters(natten=True, fps=10).options().model == ModelSpec(natten=True, fps=10)
     with pytest.raises(ValueError, match="720p only"):
-        batch_options(25, None, "data", None, "480", 16, None, None, None, natten=True)
+        VideoBatchParameters(natten=True, resolution="480")
 
 
 def test_worker_with_a_sparse_model_and_no_checkpoint_exits_as_a_configuration_error(tmp_path, caplog):
