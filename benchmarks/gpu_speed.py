@@ -193,16 +193,21 @@ def profile_forward(device: torch.device, out_dir: Path) -> dict:
     cfg = dit_config(preset)
     with torch.device(device):
         ours = CosmosDiT(cfg).to(torch.bfloat16).eval().requires_grad_(False)
-    compile_blocks(ours)
-    x, t, text, mask = dit_inputs(cfg, T, H, W, device)
+    return {"top_kernels_ms": profile_compiled(ours, (T, H, W), out_dir / "profile-2B-720p-compiled.txt")}
+
+
+def profile_compiled(model: CosmosDiT, latents_thw, out_file: Path) -> list:
+    """Compile the DiT's blocks, warm up, profile one forward: the kernel table to out_file, the top 25."""
+    compile_blocks(model)
+    x, t, text, mask = dit_inputs(model.cfg, *latents_thw, next(model.parameters()).device)
     with torch.no_grad():
         for _ in range(2):
-            ours(x, t, text, condition_mask=mask)
-        prof = cuda_profile(lambda: ours(x, t, text, condition_mask=mask))
-    table = prof.key_averages().table(sort_by="device_time_total", row_limit=25, max_name_column_width=90)
-    (out_dir / "profile-2B-720p-compiled.txt").write_text(table)
+            model(x, t, text, condition_mask=mask)
+        prof = cuda_profile(lambda: model(x, t, text, condition_mask=mask))
+    table = prof.key_averages().table(sort_by="device_time_total", row_limit=30, max_name_column_width=90)
+    out_file.write_text(table)
     print(table, flush=True)
-    return {"top_kernels_ms": top_kernels(prof, 25, 120)}
+    return top_kernels(prof, 25, 120)
 
 
 def cuda_profile(fn: Callable[[], object]):
@@ -842,16 +847,9 @@ def bench_natten_tune(device: torch.device, iters: int, out_dir: Path) -> dict:
             out[name][option] = r
             print(f"  {name} {option}: {r.get('ms', r.get('error'))}", flush=True)
     _, sparse = natten_twins("2B", device)
-    compile_blocks(sparse)
-    x, t, text, mask = dit_inputs(sparse.cfg, *VIDEO_LATENTS, device)
-    with torch.no_grad():
-        for _ in range(2):
-            sparse(x, t, text, condition_mask=mask)
-        prof = cuda_profile(lambda: sparse(x, t, text, condition_mask=mask))
-    table = prof.key_averages().table(sort_by="device_time_total", row_limit=30, max_name_column_width=90)
-    (out_dir / "profile-2B-720p-natten-compiled.txt").write_text(table)
-    print(table, flush=True)
-    out["profile_2B_720p_natten_compiled"] = top_kernels(prof, 25, 120)
+    out["profile_2B_720p_natten_compiled"] = profile_compiled(
+        sparse, VIDEO_LATENTS, out_dir / "profile-2B-720p-natten-compiled.txt"
+    )
     return out
 
 
