@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_core import media
+from cosmos_core.pipelines.video2world import read_conditioning_frames, resize_cover_center_crop
+from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS, load_reason1
 
 log = logging.getLogger("cosmos_core")
 
@@ -132,8 +134,6 @@ class Reason1Critic:
     name = "cosmos-reason1"
 
     def __init__(self, reason1, max_new_tokens: int | None = None) -> None:
-        from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS
-
         self.reason1 = reason1
         self.max_new_tokens = max_new_tokens or CRITIC_MAX_NEW_TOKENS
 
@@ -218,8 +218,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def conditioning_luminance(conditioning: str, num_frames: int, width: int, height: int) -> torch.Tensor:
     """The conditioning input's frames as the pipeline prepares them (cover-resize, center-crop), as luma."""
-    from cosmos_core.pipelines.video2world import read_conditioning_frames, resize_cover_center_crop
-
     frames = read_conditioning_frames(conditioning, num_frames)
     video = resize_cover_center_crop(frames, width, height)  # (1, 3, n, H, W) in [-1, 1]
     as_uint8 = ((video[0].permute(1, 2, 3, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
@@ -347,8 +345,6 @@ def load_critic(
 ):
     """Reason1Critic when a Reason1 checkpoint is at `reason1_folder` (or `reason1` is already loaded),
     else BuiltinCritic; one log line says which."""
-    from cosmos_core.reason1 import load_reason1
-
     if reason1 is None:
         reason1 = load_reason1(reason1_folder, device, offload, "critic", "the built-in critic runs")
     critic = Reason1Critic(reason1, max_new_tokens) if reason1 is not None else BuiltinCritic()

@@ -6,6 +6,10 @@ bf16 on a CUDA GPU (the checkpoints are bf16 and the reference runs them so), fl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import torch
 
 
@@ -40,3 +44,36 @@ def configure_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+# Where an auxiliary model (guardrail, Reason1, T5) lives: on its device, or parked on the CPU between uses
+# (--offload_guardrail, --offload_prompt_refiner, --offload_text_encoder), moved to the device only while it runs.
+@dataclass(frozen=True)
+class Placement:
+    device: torch.device
+    offload: bool = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return compute_dtype(self.device)
+
+    @property
+    def resting(self) -> torch.device:
+        """Where the model waits between uses."""
+        return torch.device("cpu") if self.offload else self.device
+
+    @contextmanager
+    def use(self, *modules: torch.nn.Module) -> Iterator[None]:
+        """Run with `modules` on the device; park them back on the CPU afterwards when offloading."""
+        moved = self.offload and self.device.type != "cpu"
+        if moved:
+            for module in modules:
+                module.to(self.device)
+        try:
+            yield
+        finally:
+            if moved:
+                for module in modules:
+                    module.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()

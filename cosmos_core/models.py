@@ -24,8 +24,10 @@ from cosmos_core.checkpoints import CheckpointError, load_dit, load_vae
 from cosmos_core.device import compute_dtype, configure_backends, pick_device
 from cosmos_core.dit import CosmosDiT, dit_config
 from cosmos_core.presets import T5_REPO, ModelPreset
+from cosmos_core.small_t5 import load_small_t5
 from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import VAE_PRESETS, WanVAE
+from cosmos_core.world.text import embedded_text_encoder
 
 log = logging.getLogger("cosmos_core")
 
@@ -205,14 +207,10 @@ def _load_embedded(
 def _embedded_t5(folder: Path, device: torch.device, dtype: torch.dtype | None) -> T5TextEncoder:
     """The shipped embedded T5 through our small torch T5 (transformers' import alone costs ~2 s on a CPU).
     dtype None: its checkpoint's precision (float32)."""
-    from cosmos_core.small_t5 import load_small_t5
-
     model, tokenizer = load_small_t5(folder)
     return T5TextEncoder(model.to(device, dtype or torch.float32), tokenizer)
 
 
 def _random_embedded_t5() -> T5TextEncoder:
     """The embedded T5 encoder: random and frozen, trained or not (scripts/train_embedded.py ships the same)."""
-    from cosmos_core.world.text import embedded_text_encoder
-
     return embedded_text_encoder()

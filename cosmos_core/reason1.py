@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from cosmos_core import media
-from cosmos_core.device import pick_device
-from cosmos_core.guardrail.offload import Placement
+from cosmos_core.device import Placement, pick_device
 
 log = logging.getLogger("cosmos_core")
 

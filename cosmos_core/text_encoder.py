@@ -16,13 +16,15 @@ and moves them to the GPU only to encode prompts not yet cached.
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.device import Placement
 
 MAX_TOKENS = 512
 
@@ -41,12 +43,12 @@ class T5TextEncoder:
         self.tokenizer = tokenizer
         self.cache_size = cache_size
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self._offload_to: torch.device | None = None  # the device it encodes on, while offloaded
+        self._placement: Placement | None = None  # set while offloaded: parked on the CPU
 
     @property
     def device(self) -> torch.device:
         """Where prompts are encoded (and embeddings returned)."""
-        return self._offload_to or next(self.model.parameters()).device
+        return self._placement.device if self._placement else next(self.model.parameters()).device
 
     @property
     def dtype(self) -> torch.dtype:
@@ -54,25 +56,14 @@ class T5TextEncoder:
 
     @property
     def offloaded(self) -> bool:
-        return self._offload_to is not None
+        return self._placement is not None
 
     def offload(self) -> None:
         """Keep the weights on the CPU; each encode of new prompts moves them to the device and back
         (nothing to do on a CPU)."""
         if self.device.type != "cpu":
-            self._offload_to = self.device
-            self.model.to("cpu")
-
-    @contextmanager
-    def _on_device(self) -> Iterator[None]:
-        if self._offload_to is None:
-            yield
-            return
-        self.model.to(self._offload_to)
-        try:
-            yield
-        finally:
-            self.model.to("cpu")
+            self._placement = Placement(self.device, offload=True)
+            self.model.to(self._placement.resting)
 
     @property
     def dim(self) -> int:
@@ -84,9 +75,7 @@ class T5TextEncoder:
     ) -> T5TextEncoder:
         """From a transformers folder (`google-t5/t5-11b/`) or a diffusers repo root (`text_encoder/`,
         `tokenizer/`). dtype None: the checkpoint's own precision."""
-        from transformers import AutoTokenizer, T5EncoderModel
-
-        from cosmos_core.checkpoints import CheckpointError
+        from transformers import AutoTokenizer, T5EncoderModel  # heavy: only when a T5 folder is loaded
 
         path = Path(path)
         model_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else path
@@ -130,7 +119,7 @@ class T5TextEncoder:
         )
         ids = batch["input_ids"].to(self.device)
         mask = batch["attention_mask"].to(self.device)
-        with self._on_device():
+        with self._placement.use(self.model) if self._placement else contextlib.nullcontext():
             out = self.model(input_ids=ids, attention_mask=mask)
         # (B, 512, d_model); transformers returns an output object, cosmos_core.small_t5 the tensor
         hidden = out if isinstance(out, torch.Tensor) else out.last_hidden_state

@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 
+from cosmos_core.bestofn_jobs import run_bestofn_shard
 from cosmos_core.checkpoints import CheckpointError
 from cosmos_core.jobs import build_request, is_done, load_guarded_pipeline, output_of, run_row
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
@@ -47,8 +48,6 @@ def run_shard(
     """
     stage = stage_of(shard.task)
     if stage.best_of_n:
-        from cosmos_core.bestofn_jobs import run_bestofn_shard
-
         return run_bestofn_shard(shard, rank, world_size, device)
     if cp is not None and not stage.context_parallel:
         cp = None

@@ -62,7 +62,7 @@ def module_name(path: Path) -> str:
 
 def internal_imports(path: Path, package: str, modules: set[str]) -> set[str]:
     """The package's modules a file imports, at module level or inside functions (`from a.b import c`
-    counts as a.b.c when that is a module, else a.b)."""
+    counts as a.b.c when that is a module, else a.b), with the packages whose __init__ that runs."""
     name = module_name(path)
     base = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -80,8 +80,13 @@ def internal_imports(path: Path, package: str, modules: set[str]) -> set[str]:
             ]
         else:
             continue
-        found.update(t for t in targets if t in modules and t != name and t.split(".")[0] == package)
-    return found
+        for target in targets:
+            # importing a.b.c runs a/b/__init__.py first: an edge to each enclosing package too, except
+            # the importer's own (whose __init__ is already running or done)
+            parts = target.split(".")
+            enclosing = (".".join(parts[:i]) for i in range(2, len(parts) + 1))
+            found.update(p for p in enclosing if p == target or not name.startswith(p + "."))
+    return {t for t in found if t in modules and t != name and t.split(".")[0] == package}
 
 
 def test_no_import_cycles_inside_cosmos_core():

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cosmos_core.checkpoints import CheckpointError, assign_strict, build_on_meta
-from cosmos_core.guardrail.offload import Placement
+from cosmos_core.device import Placement
 
 FACE_CHECKPOINT = Path("nvidia/Cosmos-Guardrail1/face_blur_filter/Resnet50_Final.pth")
 

@@ -20,6 +20,9 @@ import logging
 from pathlib import Path
 
 from cosmos_core.guardrail.runner import Guardrail
+from cosmos_core.models import default_checkpoint_dir
+from cosmos_core.pipelines import Text2WorldPipeline
+from cosmos_core.reason1 import PromptRefiner, load_reason1, reason1_dir
 
 log = logging.getLogger("cosmos_core")
 
@@ -83,8 +86,6 @@ class GuardedPipeline:
 def guard_pipeline(pipeline, guardrail: Guardrail | None, refiner=None, check_prompt: bool = True):
     """The pipeline with its guardrail and refiner; Text2World gets them around its two stages (the
     prompt checked before the image stage; refinement and video checks in the video stage)."""
-    from cosmos_core.pipelines import Text2WorldPipeline
-
     if isinstance(pipeline, Text2WorldPipeline):
         pipeline.text2image = GuardedPipeline(pipeline.text2image, guardrail, None, check_prompt)
         pipeline.video2world = GuardedPipeline(pipeline.video2world, guardrail, refiner, check_prompt=False)
@@ -106,8 +107,6 @@ def load_safety(
 
     checkpoint_dir: the checkpoints root (nvidia/Cosmos-Guardrail1, meta-llama/Llama-Guard-3-8B,
     nvidia/Cosmos-Reason1-7B under it); reason1_folder overrides where Reason1 is."""
-    from cosmos_core.models import default_checkpoint_dir
-    from cosmos_core.reason1 import PromptRefiner, load_reason1, reason1_dir
 
     root = checkpoint_dir or default_checkpoint_dir()
     rail = None

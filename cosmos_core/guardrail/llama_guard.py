@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cosmos_core.guardrail.offload import Placement
+from cosmos_core.device import Placement
 from cosmos_core.guardrail.verdict import Verdict
 
 log = logging.getLogger("cosmos_core")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cosmos_core.guardrail.offload import Placement
+from cosmos_core.device import Placement
 from cosmos_core.guardrail.verdict import Verdict
 
 log = logging.getLogger("cosmos_core")
