@@ -17,9 +17,11 @@ from flows.batch import BatchOptions
 from manifests import ModelSpec
 from manifests.schemas import ImageModelSize, VideoModelSize, check_natten_resolution
 
+MODEL_SIZE_HELP = "unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)"
+
 
 class BatchParameters(BaseModel):
-    """What every batch flow takes."""
+    """What every batch flow takes (each flow's model narrows model_size to its sizes)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -42,6 +44,7 @@ class BatchParameters(BaseModel):
     guardrail: bool = Field(
         True, description='refused rows are recorded "blocked" (no output); the others go on'
     )
+    model_size: str | None = Field(None, description=MODEL_SIZE_HELP)
 
     def options(self) -> BatchOptions:
         return BatchOptions(
@@ -64,7 +67,7 @@ class BatchParameters(BaseModel):
 class Text2ImageParameters(BatchParameters):
     model_size: ImageModelSize | None = Field(
         None,
-        description="unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)",
+        description=MODEL_SIZE_HELP,
     )
 
 
@@ -74,7 +77,7 @@ class VideoParameters(BatchParameters):
 
     model_size: VideoModelSize | None = Field(
         None,
-        description="unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)",
+        description=MODEL_SIZE_HELP,
     )
     resolution: Literal["480", "720"] = Field("720", description="the Video2World checkpoint's resolution")
     fps: Literal[10, 16] = Field(16, description="its frame rate: 16 (93 frames) or 10 (61 frames)")
