@@ -507,8 +507,8 @@ def random_bundle(task: str, device: torch.device, cuda_graphs: bool, encoder, n
     pipelines load them, around a shared text encoder (random_t5_encoder)."""
     from cosmos_core.acceleration import Acceleration, accelerate
     from cosmos_core.models import ModelBundle
-    from cosmos_core.presets import text2image_preset, video2world_preset
     from cosmos_core.vae import VAE_PRESETS, WanVAE
+    from manifests.presets import text2image_preset, video2world_preset
 
     if task == "text2image":
         preset = text2image_preset("2B")
@@ -543,7 +543,7 @@ def timed_generation(generate: Callable[[], object]) -> tuple[object, dict]:
 
 def bench_generate(device: torch.device, which: list[str], out_dir: Path, natten: bool = False) -> dict:
     from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline
-    from cosmos_core.requests import Text2ImageRequest, Video2WorldRequest
+    from manifests.requests import Text2ImageRequest, Video2WorldRequest
 
     out = {}
     prompt = "A robot arm picks up a red cube from a wooden table and places it in a blue bin."

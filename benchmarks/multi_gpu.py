@@ -57,10 +57,10 @@ def tiny_bundle(device: torch.device):
     (4 latent frames, so 1, 2 and 4 ranks divide them), float32 on the CPU."""
     from cosmos_core.dit import CosmosDiT, dit_config
     from cosmos_core.models import EMBEDDED_DIR, ModelBundle
-    from cosmos_core.presets import ModelPreset
     from cosmos_core.small_t5 import SmallT5Config, SmallT5Encoder, WordTokenizer
     from cosmos_core.text_encoder import T5TextEncoder
     from cosmos_core.vae import VAE_PRESETS, WanVAE
+    from manifests.presets import ModelPreset
 
     preset = ModelPreset(
         "tiny-Video2World", "video2world", "tiny-Video2World", "embedded", "", "", "embedded", 16, 13
@@ -103,7 +103,7 @@ def synchronize(device: torch.device) -> None:
 
 def run_worker(args) -> None:
     from cosmos_core.pipelines import Video2WorldPipeline
-    from cosmos_core.requests import Video2WorldRequest
+    from manifests.requests import Video2WorldRequest
 
     ctx = maybe_init_distributed()
     rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)

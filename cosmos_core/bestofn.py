@@ -1,5 +1,5 @@
 """Best-of-N Video2World: naming and scoring, shared by the command (cosmos_core/bestofn_command.py) and
-the batch worker's steps (cosmos_core/bestofn_jobs.py).
+the batch worker's jobs (cosmos_core/jobs.py).
 
 Reference: examples/video2world_bestofn.py. Candidates are `{input}_seed{seed}.mp4`; the critic
 (cosmos_core/critic.py) scores each one, and the score goes into the file names: the video becomes

@@ -31,11 +31,12 @@ from cosmos_core.bestofn import (
 )
 from cosmos_core.critic import load_critic
 from cosmos_core.device import pick_device
+from cosmos_core.flags import values
 from cosmos_core.guardrail import GuardrailBlocked, guard_pipeline, load_safety
 from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.pipelines import Video2WorldPipeline, save_generation
 from cosmos_core.reason1 import CRITIC_MAX_NEW_TOKENS, is_reason1_checkpoint, reason1_dir
-from cosmos_core.requests import Video2WorldRequest
+from manifests.requests import BestOfNRequest
 
 log = logging.getLogger("cosmos_core")
 
@@ -55,10 +56,9 @@ def bestofn_parser() -> argparse.ArgumentParser:
             "Cosmos-Reason1 checkpoint folder (the reference's meaning, e.g. checkpoints/nvidia/"
             "Cosmos-Reason1-7B) or the checkpoints root ($COSMOS_CHECKPOINT_DIR, checkpoints)"
         ),
+        request=BestOfNRequest,  # --num_generations, --num_critic_trials
     )
     b = p.add_argument_group("best-of-N")
-    b.add_argument("--num_generations", type=int, default=2, help="videos to generate, one per seed")
-    b.add_argument("--num_critic_trials", type=int, default=5, help="critic answers sampled per video")
     b.add_argument(
         "--skip_generation", action="store_true", help="only score the .mp4 videos already in --save_path"
     )
@@ -114,8 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise ValueError(
             "--prompt_prefix applies to GR00T Dreams (--gr00t_variant) only, which is not supported"
         )
-    if args.num_generations < 1 or args.num_critic_trials < 1:
-        raise ValueError("--num_generations and --num_critic_trials must be at least 1")
+    request = BestOfNRequest.model_validate(values(args, BestOfNRequest))  # limits: one error per flag
     if args.benchmark:
         log.info("--benchmark: not used by best-of-N (each generation is timed in its sidecar)")
     root, reason1_folder = checkpoint_dirs(args.checkpoint_dir)
@@ -142,7 +141,7 @@ def run_command(args: argparse.Namespace) -> int:
         rail, refiner = load_safety(
             root,
             pipeline.bundle.device,
-            "video2world",
+            video=True,
             guardrail=not args.disable_guardrail,
             offload_guardrail=args.offload_guardrail,
             refiner=not args.disable_prompt_refiner,
@@ -150,7 +149,7 @@ def run_command(args: argparse.Namespace) -> int:
             reason1_folder=reason1_folder,
         )
         guarded = guard_pipeline(pipeline, rail, refiner)
-        videos = generate_videos(guarded, args, save_dir, writes=cp is None or cp.rank == 0)
+        videos = generate_videos(guarded, request, save_dir, writes=cp is None or cp.rank == 0)
         reason1 = refiner.reason1 if refiner is not None else None  # the critic reuses a loaded Reason1
         del pipeline, guarded, rail
         gc.collect()
@@ -186,20 +185,17 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def generate_videos(pipeline, args: argparse.Namespace, save_dir: str, writes: bool = True) -> list[str]:
-    """One video per seed, args.seed + i; a refused prompt stops (no seed can pass), a refused video skips."""
-    fields = cli.request_fields(args, "video2world")
-    input_stem = posixpath.splitext(posixpath.basename(args.input_path))[0]
-    log.info(
-        "best-of-N: %d generation(s) from %s, prompt: %r", args.num_generations, args.input_path, args.prompt
-    )
+def generate_videos(pipeline, request: BestOfNRequest, save_dir: str, writes: bool = True) -> list[str]:
+    """One video per seed, seed + i; a refused prompt stops (no seed can pass), a refused video skips."""
+    input_stem = posixpath.splitext(posixpath.basename(request.input_path))[0]
+    count = request.num_generations
+    log.info("best-of-N: %d generation(s) from %s, prompt: %r", count, request.input_path, request.prompt)
     videos = []
-    for i in range(args.num_generations):
-        seed = args.seed + i
+    for i, seed in enumerate(request.seeds()):
         url = posixpath.join(save_dir, f"{input_stem}_seed{seed}.mp4")
-        log.info("generating video %d/%d with seed %d", i + 1, args.num_generations, seed)
+        log.info("generating video %d/%d with seed %d", i + 1, count, seed)
         try:
-            generation = pipeline.generate(Video2WorldRequest(**{**fields, "seed": seed}))
+            generation = pipeline.generate(request.candidate(seed))
         except GuardrailBlocked as blocked:
             if blocked.stage != "video":
                 log.error("%s: nothing is generated", blocked)
@@ -209,7 +205,7 @@ def generate_videos(pipeline, args: argparse.Namespace, save_dir: str, writes: b
         if writes:
             save_generation(generation, url)
         videos.append(url)
-    log.info("generated %d/%d video(s)", len(videos), args.num_generations)
+    log.info("generated %d/%d video(s)", len(videos), count)
     return videos
 
 

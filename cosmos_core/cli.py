@@ -1,21 +1,22 @@
 """The reference's commands: `python -m examples.text2image | video2world | text2world`.
 
-Every flag of the reference's documentation is accepted; defaults and choices come from the request
-models (cosmos_core/requests.py). Batch JSON files use the reference's keys (text2image: prompt,
-output_image; video2world: input_video, prompt, output_video; text2world: prompt, output_video) plus,
-per item, seed, guidance, negative_prompt, aspect_ratio, steps (and num_conditional_frames for
-video2world). A bad item is reported with its index and field, and the others are still generated.
+Every flag of the reference's documentation works or is a clear error. The generation and model flags are
+the fields of the request and model-choice models (manifests/requests.py), built by cosmos_core/flags.py;
+the rest (paths, devices, guardrail, acceleration) are here. A --batch_input_json file is read as a
+manifest of the command's task (manifests.read_manifest): the reference's keys (prompt, output_image,
+input_video, output_video) and any request field per item, the flags as defaults; a bad item is reported
+with its index and field, and the others are still generated.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from cosmos_core import media
 from cosmos_core.acceleration import Acceleration
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.flags import add_flags, values
 from cosmos_core.guardrail import guard_from_args
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import (
@@ -32,10 +34,18 @@ from cosmos_core.pipelines import (
     save_generation,
 )
 from cosmos_core.pipelines.video2world import ConditioningError
-from cosmos_core.presets import ASPECT_RATIOS
-from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.text_encoder import TextEncoderOptions
-from manifests.tasks import TEXT2WORLD
+from manifests import read_manifest
+from manifests.requests import (
+    Request,
+    Text2ImageModel,
+    Text2ImageRequest,
+    Text2WorldRequest,
+    Video2WorldModel,
+    Video2WorldRequest,
+)
+from manifests.schemas import OUTPUTS_AS_GIVEN
+from manifests.tasks import TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD, TaskSpec
 
 log = logging.getLogger("cosmos_core")
 
@@ -62,52 +72,29 @@ USER_ERRORS = (
 )
 
 
-def _default(model: type[BaseModel], name: str):
-    return model.model_fields[name].default
-
-
-def _help(model: type[BaseModel], name: str) -> str:
-    return model.model_fields[name].description or ""
-
-
 # ----------------------------------------------------------------------------------------------------
-# Parsers
+# Parsers: the request's and the model choice's flags come from their models (cosmos_core/flags.py)
 # ----------------------------------------------------------------------------------------------------
 
 
-def _add_generation_flags(p: argparse.ArgumentParser, model: type[BaseModel], prompt_default: str) -> None:
-    g = p.add_argument_group("generation")
-    g.add_argument("--prompt", default=prompt_default, help="text prompt")
-    g.add_argument("--negative_prompt", default=_default(model, "negative_prompt"), help="what to avoid")
-    g.add_argument("--aspect_ratio", default="16:9", choices=ASPECT_RATIOS, help="output aspect ratio")
-    g.add_argument("--seed", type=int, default=_default(model, "seed"), help=_help(model, "seed"))
-    g.add_argument(
-        "--guidance", type=float, default=_default(model, "guidance"), help=_help(model, "guidance")
-    )
-    g.add_argument("--steps", type=int, default=_default(model, "steps"), help=_help(model, "steps"))
-    g.add_argument("--step_cache", type=float, default=0.0, help=_help(model, "step_cache"))
-    g.add_argument("--batch_input_json", help="JSON list of items to generate (the reference's batch format)")
+def _add_generation_flags(
+    p: argparse.ArgumentParser, request: type[Request], defaults: dict[str, str] | None = None
+) -> None:
+    add_flags(p.add_argument_group("generation"), request, defaults)
+    p.add_argument("--batch_input_json", help="JSON list of items to generate (the reference's batch format)")
 
 
 CHECKPOINT_DIR_HELP = "checkpoints root ($COSMOS_CHECKPOINT_DIR, checkpoints)"
 
 
 def _add_model_flags(
-    p: argparse.ArgumentParser, sizes: list[str], checkpoint_dir_help: str = CHECKPOINT_DIR_HELP
+    p: argparse.ArgumentParser,
+    choice: type[BaseModel],
+    checkpoint_dir_help: str = CHECKPOINT_DIR_HELP,
 ) -> None:
     m = p.add_argument_group("model")
-    m.add_argument(
-        "--model_size",
-        choices=[*sizes, "embedded"],
-        default=None,
-        help="model size (default: 2B if its checkpoint is present, else the embedded small model)",
-    )
-    m.add_argument(
-        "--checkpoint_dir",
-        type=Path,
-        default=None,
-        help=checkpoint_dir_help,
-    )
+    add_flags(m, choice)
+    m.add_argument("--checkpoint_dir", type=Path, default=None, help=checkpoint_dir_help)
     m.add_argument("--load_ema", action="store_true", help="load the EMA weights (net_ema.)")
     m.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: the GPU if there is one)")
     m.add_argument(
@@ -144,33 +131,15 @@ def _add_safety_flags(p: argparse.ArgumentParser, refiner: bool) -> None:
         )
 
 
-def _add_video_flags(p: argparse.ArgumentParser) -> None:
-    v = p.add_argument_group("video")
-    v.add_argument("--resolution", choices=["480", "720"], default="720", help="model resolution")
-    v.add_argument(
-        "--fps", type=int, choices=[10, 16], default=16, help="model frame rate (10: 61 frames, 16: 93)"
-    )
-    v.add_argument("--num_gpus", type=int, default=1, help="GPUs for context parallelism (under torchrun)")
-    v.add_argument(
-        "--natten",
-        action="store_true",
-        help="the sparse-attention (NATTEN) Video2World DiT, model-720p-{fps}fps-natten.pt (2B/14B, 720p; "
-        "other aspect ratios scale its windows)",
-    )
+def _add_parallel_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num_gpus", type=int, default=1, help="GPUs for context parallelism (under torchrun)")
 
 
 def text2image_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m examples.text2image", description="Text2Image generation")
-    _add_generation_flags(p, Text2ImageRequest, TEXT2IMAGE_PROMPT)
+    _add_generation_flags(p, Text2ImageRequest, {"prompt": TEXT2IMAGE_PROMPT})
     p.add_argument(
         "--save_path", default="output/generated_image.jpg", help="output image (local path or URL)"
-    )
-    p.add_argument(
-        "--distill_steps",
-        type=int,
-        choices=range(5),
-        default=0,
-        help=_help(Text2ImageRequest, "distill_steps"),
     )
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
     p.add_argument(
@@ -178,7 +147,7 @@ def text2image_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the 0.6B model's fast VAE tokenizer (not supported yet: an error)",
     )
-    _add_model_flags(p, ["0.6B", "2B", "14B"])
+    _add_model_flags(p, Text2ImageModel)
     _add_safety_flags(p, refiner=False)
     return p
 
@@ -188,98 +157,87 @@ def video2world_parser(
     description: str = "Video2World generation",
     save_path: tuple[str, str] = ("output/generated_video.mp4", "output video (local path or URL)"),
     checkpoint_dir_help: str = CHECKPOINT_DIR_HELP,
+    request: type[Request] = Video2WorldRequest,
 ) -> argparse.ArgumentParser:
     """The video2world command's flags; best-of-N (cosmos_core/bestofn_command.py) builds on them with its
-    own program name, description, --save_path (default, help) and --checkpoint_dir help."""
+    own program name, description, --save_path (default, help), --checkpoint_dir help and request."""
     p = argparse.ArgumentParser(prog=prog, description=description)
-    _add_generation_flags(p, Video2WorldRequest, "")
-    p.add_argument(
-        "--input_path", default="assets/video2world/input0.jpg", help="conditioning image or video"
-    )
-    p.add_argument("--num_conditional_frames", type=int, choices=[1, 5], default=1, help="last frames used")
+    _add_generation_flags(p, request, {"input_path": "assets/video2world/input0.jpg"})
     p.add_argument("--save_path", default=save_path[0], help=save_path[1])
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
-    _add_video_flags(p)
-    _add_model_flags(p, ["2B", "14B"], checkpoint_dir_help)
+    _add_parallel_flags(p)
+    _add_model_flags(p, Video2WorldModel, checkpoint_dir_help)
     _add_safety_flags(p, refiner=True)
     return p
 
 
 def text2world_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m examples.text2world", description="Text2World generation")
-    _add_generation_flags(p, Text2WorldRequest, TEXT2WORLD_PROMPT)
+    _add_generation_flags(p, Text2WorldRequest, {"prompt": TEXT2WORLD_PROMPT})
     p.add_argument(
         "--save_path", default="output/generated_video.mp4", help="output video (local path or URL)"
     )
     p.add_argument("--dit_path_text2image", default="", help="Text2Image DiT weights (post-trained)")
     p.add_argument("--dit_path_video2world", default="", help="Video2World DiT weights (post-trained)")
-    _add_video_flags(p)
-    _add_model_flags(p, ["2B", "14B"])
+    _add_parallel_flags(p)
+    _add_model_flags(p, Video2WorldModel)
     _add_safety_flags(p, refiner=True)
     return p
 
 
 # ----------------------------------------------------------------------------------------------------
-# Requests from arguments and batch items
+# Jobs: the one request of the flags, or the items of --batch_input_json (read as a manifest)
 # ----------------------------------------------------------------------------------------------------
 
-# batch key -> request field, per command; "output" is the item's output path.
-BATCH_KEYS = {
-    "text2image": {"prompt": "prompt", "output_image": "output"},
-    "video2world": {"prompt": "prompt", "input_video": "input_path", "output_video": "output"},
-    TEXT2WORLD.name: {"prompt": "prompt", "output_video": "output"},
-}
-PER_ITEM_FIELDS = ("seed", "guidance", "negative_prompt", "aspect_ratio", "steps")
+
+@dataclass(frozen=True)
+class Job:
+    where: str  # the command, or "batch item <i> of <file>" (items count from 0, as in the JSON list)
+    output: str
+    request: Request | None = None
+    error: str | None = None  # why this item cannot run
 
 
-def request_fields(args: argparse.Namespace, command: str) -> dict:
-    fields = {
-        k: getattr(args, k)
-        for k in ("prompt", "negative_prompt", "aspect_ratio", "seed", "guidance", "steps", "step_cache")
-    }
-    if command == "text2image":
-        fields["distill_steps"] = args.distill_steps
-    if command == "video2world":
-        fields.update(input_path=args.input_path, num_conditional_frames=args.num_conditional_frames)
-    return fields
-
-
-def batch_items(path: str, command: str, globals_: dict) -> list[tuple[int, dict | str, str]]:
-    """(index, request fields or an error message, output path) per item of a batch JSON file."""
-    try:
-        items = json.loads(media.read_text(path))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(items, list):
-        raise ValueError(f"{path} must hold a JSON list of items, got {type(items).__name__}")
-    keys = BATCH_KEYS[command]
-    allowed = (
-        set(keys) | set(PER_ITEM_FIELDS) | ({"num_conditional_frames"} if command == "video2world" else set())
+def command_jobs(args: argparse.Namespace, task: TaskSpec) -> list[Job]:
+    """The flags' request (errors raise), or one Job per batch item: the flags are the defaults of what an
+    item leaves out, items are validated as manifest rows of `task` (every check and message of a
+    manifest), and an item may not ask for another model than the command's (one model per command)."""
+    row_model = task.row_model
+    flags = values(args, row_model.REQUEST)
+    choice = row_model.model_validate(
+        {**flags, **values(args, row_model), "output": args.save_path}, context={OUTPUTS_AS_GIVEN: True}
     )
-    ext = "jpg" if command == "text2image" else "mp4"
-    out = []
-    for index, item in enumerate(items):
-        output = f"output_{index}.{ext}"
-        if not isinstance(item, dict):
-            out.append((index, f"item is a {type(item).__name__}, not an object", output))
-            continue
-        output = item.get(next(k for k, v in keys.items() if v == "output"), output)
-        unknown = sorted(set(item) - allowed)
-        if unknown:
-            out.append(
-                (
-                    index,
-                    f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}",
-                    output,
-                )
+    if not args.batch_input_json:
+        return [Job(task.name, args.save_path, choice.request())]
+    path = args.batch_input_json
+    manifest = read_manifest(
+        path,
+        task.name,
+        output_root=".",
+        defaults={**flags, **choice.model_choice.model_dump()},
+        outputs_as_given=True,
+    )
+    errors: dict[int, list[str]] = {}
+    for error in manifest.errors:
+        field = f"field '{error.field}': " if error.field else ""
+        errors.setdefault(error.row, []).append(f"{field}{error.message}")
+    jobs = [Job(f"batch item {row - 1} of {path}", "", error="; ".join(m)) for row, m in errors.items()]
+    for row in manifest.rows:
+        where = f"batch item {row.row_number - 1} of {path}"
+        differs = [
+            name
+            for name, value in row.row.model_choice.model_dump().items()
+            if value != getattr(choice.model_choice, name)
+        ]
+        if differs:
+            message = (
+                f"field '{differs[0]}': a command runs one model (--{differs[0]} "
+                f"{getattr(choice.model_choice, differs[0])}); run a manifest through a batch flow to mix models"
             )
-            continue
-        fields = dict(globals_)
-        for key, value in item.items():
-            fields[keys.get(key, key)] = value
-        fields.pop("output", None)
-        out.append((index, fields, output))
-    return out
+            jobs.append(Job(where, row.output, error=message))
+        else:
+            jobs.append(Job(where, row.output, row.request))
+    return sorted(jobs, key=lambda job: int(job.where.split()[2]))
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -332,25 +290,20 @@ def text_encoder_options_from_args(args: argparse.Namespace) -> TextEncoderOptio
 
 
 def run(
-    command: str,
+    task: TaskSpec,
     argv: list[str] | None,
     parser: argparse.ArgumentParser,
-    request_model: type[BaseModel],
     load: Callable[[argparse.Namespace], object],
-    generate_and_save: Callable[[object, BaseModel, str], None],
+    generate_and_save: Callable[[object, Request, str], None],
 ) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     try:
         args.cp = context_parallel_from_args(args)
-        globals_ = request_fields(args, command)
-        if args.batch_input_json:
-            jobs = batch_items(args.batch_input_json, command, globals_)
-        else:
-            jobs = [(None, globals_, args.save_path)]
+        jobs = command_jobs(args, task)
         # The guardrail and (video commands) the prompt refiner around the pipeline; a refused item raises
         # GuardrailBlocked (a ValueError): reported like a bad item, nothing written for it.
-        pipeline = guard_from_args(load(args), args, command)
+        pipeline = guard_from_args(load(args), args)
     except USER_ERRORS as error:
         log.error(
             "error: %s", error if not isinstance(error, ValidationError) else _validation_message(error)
@@ -358,27 +311,23 @@ def run(
         return 1
 
     failures = []
-    for index, fields, output in jobs:
-        where = f"batch item {index} of {args.batch_input_json}" if index is not None else command
+    for job in jobs:
         try:
-            if isinstance(fields, str):
-                raise ValueError(fields)
-            request = request_model(**fields)
+            if job.error is not None:
+                raise ValueError(job.error)
             runs = 4 if args.benchmark else 1
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
-                generate_and_save(pipeline, request, output)
+                generate_and_save(pipeline, job.request, job.output)
                 times.append(time.perf_counter() - start)
             if args.benchmark:
                 log.info("benchmark: %.3f s per generation (mean of runs 2-4)", statistics.mean(times[1:]))
-            log.info("%s: wrote %s", where, output)
-        except ValidationError as error:
-            failures.append(where)
-            log.error("%s: %s", where, _validation_message(error))
+            log.info("%s: wrote %s", job.where, job.output)
         except USER_ERRORS as error:
-            failures.append(where)
-            log.error("%s: %s", where, error)
+            failures.append(job.where)
+            message = _validation_message(error) if isinstance(error, ValidationError) else error
+            log.error("%s: %s", job.where, message)
     if args.batch_input_json:
         log.info("%d of %d item(s) generated", len(jobs) - len(failures), len(jobs))
     return 1 if failures else 0
@@ -386,8 +335,7 @@ def run(
 
 def _save(pipeline, request, output: str) -> None:
     generation = pipeline.generate(request)
-    cp = getattr(pipeline, "cp", None)
-    if cp is None or cp.rank == 0:
+    if pipeline.cp is None or pipeline.cp.rank == 0:
         save_generation(generation, output)
 
 
@@ -402,13 +350,13 @@ def text2image_main(argv: list[str] | None = None) -> int:
             args.model_size,
             args.checkpoint_dir,
             args.dit_path or None,
-            args.distill_steps > 0,
+            args.distill_steps > 0,  # the distilled model's weights
             args.device,
             ema=args.load_ema,
             acceleration=acceleration_from_args(args),
         )
 
-    return run("text2image", argv, text2image_parser(), Text2ImageRequest, load, _save)
+    return run(TEXT2IMAGE, argv, text2image_parser(), load, _save)
 
 
 def video2world_main(argv: list[str] | None = None) -> int:
@@ -427,7 +375,7 @@ def video2world_main(argv: list[str] | None = None) -> int:
             text_encoder_options=text_encoder_options_from_args(args),
         )
 
-    return run("video2world", argv, video2world_parser(), Video2WorldRequest, load, _save)
+    return run(VIDEO2WORLD, argv, video2world_parser(), load, _save)
 
 
 def text2world_main(argv: list[str] | None = None) -> int:
@@ -450,4 +398,4 @@ def text2world_main(argv: list[str] | None = None) -> int:
     def save(pipeline, request, output):
         pipeline.generate_and_save(request, output)
 
-    return run(TEXT2WORLD.name, argv, text2world_parser(), Text2WorldRequest, load, save)
+    return run(TEXT2WORLD, argv, text2world_parser(), load, save)

@@ -5,7 +5,7 @@
 
 The choices, defaults, pinned revisions and file patterns are those of the reference's
 `scripts/download_checkpoints.py` (nvidia-cosmos/cosmos-predict2 at 661da4774b0c). Every repository lands in
-`checkpoint_dir/<repo_id>/`, the layout `cosmos_core.presets` (`repo_id` / `dit_file`) and
+`checkpoint_dir/<repo_id>/`, the layout `manifests.presets` (`repo_id` / `dit_file`) and
 `cosmos_core.checkpoints` read: `checkpoints/nvidia/Cosmos-Predict2-2B-Video2World/model-720p-16fps.pt`.
 
 Combinations with no checkpoint on the Hub are skipped with a `DownloadWarning`, so the defaults (every
@@ -19,7 +19,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cosmos_core.presets import T5_REPO
+from manifests.presets import (
+    FRAMES_BY_FPS,
+    NATTEN_RESOLUTION,
+    T5_REPO,
+    TEXT2IMAGE_SIZES,
+    VIDEO2WORLD_SIZES,
+    text2image_preset,
+    video2world_preset,
+)
+from manifests.presets import RESOLUTIONS as PRESET_RESOLUTIONS
 
 MODEL_TYPES = (
     "text2image",
@@ -29,9 +38,10 @@ MODEL_TYPES = (
     "sample_gr00t_dreams_droid",
     "multiview",
 )
-MODEL_SIZES = ("0.6B", "2B", "14B")
-RESOLUTIONS = ("480", "720")
-FPS = ("10", "16")
+# The sizes, resolutions and frame rates of the presets (manifests/presets.py), as the command's words.
+MODEL_SIZES = tuple(dict.fromkeys(TEXT2IMAGE_SIZES + VIDEO2WORLD_SIZES))
+RESOLUTIONS = PRESET_RESOLUTIONS
+FPS = tuple(str(rate) for rate in sorted(FRAMES_BY_FPS))
 
 # The reference's defaults; scripts/download_checkpoints.py takes its own from here.
 DEFAULT_MODEL_TYPES = MODEL_TYPES
@@ -184,33 +194,27 @@ def plan_downloads(
     items: list[DownloadItem] = []
 
     if "text2image" in types:
-        for size in sizes:
-            items.append(item(f"nvidia/Cosmos-Predict2-{size}-Text2Image", f"Text2Image {size} DiT and VAE"))
+        for size in (s for s in sizes if s in TEXT2IMAGE_SIZES):
+            items.append(item(text2image_preset(size).repo_id, f"Text2Image {size} DiT and VAE"))
 
     if "video2world" in types:
-        if "0.6B" in sizes:
-            _skip("skipping 0.6B Video2World: Video2World exists only as 2B and 14B")
-        for size in (s for s in sizes if s != "0.6B"):
-            repo_id = f"nvidia/Cosmos-Predict2-{size}-Video2World"
+        for size in (s for s in sizes if s not in VIDEO2WORLD_SIZES):
+            _skip(
+                f"skipping {size} Video2World: Video2World exists only as {' and '.join(VIDEO2WORLD_SIZES)}"
+            )
+        for size in (s for s in sizes if s in VIDEO2WORLD_SIZES):
             for res in resolutions:
                 for rate in rates:
+                    preset = video2world_preset(size, res, int(rate))
                     items.append(
-                        item(
-                            repo_id,
-                            f"Video2World {size} {res}p {rate}fps DiT",
-                            [f"model-{res}p-{rate}fps.pt"],
-                        )
+                        item(preset.repo_id, f"Video2World {size} {res}p {rate}fps DiT", [preset.dit_file])
                     )
-                    if natten and res == "720":
-                        items.append(
-                            item(
-                                repo_id,
-                                f"Video2World {size} {res}p {rate}fps NATTEN DiT",
-                                [f"model-{res}p-{rate}fps-natten.pt"],
-                            )
-                        )
-            items.append(item(repo_id, f"Video2World {size} VAE", ["tokenizer/*"]))
-        if natten and "480" in resolutions:
+                    if natten and res == NATTEN_RESOLUTION:
+                        preset = video2world_preset(size, res, int(rate), natten=True)
+                        reason = f"Video2World {size} {res}p {rate}fps NATTEN DiT"
+                        items.append(item(preset.repo_id, reason, [preset.dit_file]))
+            items.append(item(preset.repo_id, f"Video2World {size} VAE", ["tokenizer/*"]))
+        if natten and any(res != NATTEN_RESOLUTION for res in resolutions):
             _skip(
                 "no NATTEN DiT at 480p (NATTEN checkpoints exist only at 720p): 480p gets the dense-attention DiT only"
             )

@@ -1,12 +1,15 @@
-"""One row of a shard, as the batch worker handles it: the request it builds from the row, the
-pipeline it loads for the shard, whether the row is done, and the record of running it.
+"""One job per task stage: what the batch worker does with a shard's rows.
 
-Shared by the worker's loop (cosmos_core/worker.py) and the best-of-N shard steps (cosmos_core/bestofn_jobs.py),
-which the worker dispatches to: both import from here, neither from the other.
+A job is made per shard (cheap: it only knows the shard), says where a row's output goes and whether the
+row is done (its "ok" record and output exist), loads its models once (`load`) and runs row after row
+(`run`, which writes the output and returns what the row's record adds). `run_row` turns one run into a
+`ResultRecord` (ok, blocked by the guardrail, failed). The worker (cosmos_core/worker.py) looks a stage's
+job up in `JOBS`. Best-of-N's scoring and file naming are cosmos_core/bestofn.py's.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -16,16 +19,15 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cosmos_core import media
+from cosmos_core.bestofn import base_stem, copy_file, read_sidecar, score_video
+from cosmos_core.critic import load_critic
 from cosmos_core.guardrail import GuardrailBlocked, guard_pipeline, load_safety
-from cosmos_core.guardrail.guarded import pipeline_device
-from cosmos_core.models import checkpoints_present, default_checkpoint_dir
+from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.parallel import ContextParallel
-from cosmos_core.pipelines import Text2ImagePipeline, Video2WorldPipeline
-from cosmos_core.pipelines.text2world import image_request, video_request
+from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline, save_generation
 from cosmos_core.pipelines.video2world import ConditioningError
-from cosmos_core.presets import video2world_preset
-from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
-from manifests import ResolvedRow, ResultRecord, Shard, Stage, read_record, stage_of
+from cosmos_core.reason1 import reason1_dir
+from manifests import ModelSpec, ResolvedRow, ResultRecord, Shard, Stage, read_record, stage_of
 from manifests.tasks import BEST_OF_N, TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD, intermediate_url
 
 log = logging.getLogger("cosmos_core.worker")
@@ -36,96 +38,211 @@ ROW_ERRORS = (media.MediaError, ConditioningError, ValidationError, ValueError, 
 DEVICE_ERROR_MARKERS = ("out of memory", "NCCL", "CUDA error", "cuDNN error", "CUBLAS_STATUS")
 
 
-def _given(params: dict, *names: str) -> dict:
-    """The row's values for these request fields, leaving out unset ones so the request defaults apply."""
-    return {n: params[n] for n in names if params.get(n) is not None}
+class Job:
+    """A stage's work on a shard's rows. Subclasses set `load` and `run`; `output`/`done` as needed."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.stage = stage_of(shard.task)
+        self.cp: ContextParallel | None = None
+
+    @property
+    def writes(self) -> bool:
+        """Under context parallelism every rank runs each row and rank 0 alone writes."""
+        return self.cp is None or self.cp.rank == 0
+
+    def output(self, row: ResolvedRow) -> str:
+        return row.output
+
+    def done(self, row: ResolvedRow) -> bool:
+        record = read_record(self.shard.records_dir, row.id)
+        return record is not None and record.status == "ok" and media.exists(self.output(row))
+
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        raise NotImplementedError
+
+    def run(self, row: ResolvedRow) -> dict | None:
+        raise NotImplementedError
+
+    def guarded(self, pipeline):
+        """The pipeline with the shard's guardrail (on by default) and prompt refiner around it."""
+        rail, refiner = load_safety(
+            checkpoint_dir(self.shard.model),
+            pipeline.bundle.device,
+            pipeline.makes_video,
+            self.shard.guardrail,
+            refiner=self.shard.refiner,
+        )
+        return guard_pipeline(pipeline, rail, refiner)
 
 
-COMMON = ("prompt", "negative_prompt", "seed", "steps", "aspect_ratio", "guidance")
+class Text2ImageJob(Job):
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        m = self.shard.model
+        self.pipeline = self.guarded(
+            Text2ImagePipeline.load(m.model_size, checkpoint_dir(m), m.dit_path, m.distilled, device=device)
+        )
+
+    def run(self, row: ResolvedRow) -> None:
+        save_generation(self.pipeline.generate(row.request), row.output)
 
 
-def _text2image(row: ResolvedRow, output_root: str) -> Text2ImageRequest:
-    return Text2ImageRequest(**_given(row.params, *COMMON, "distill_steps"))
+class Video2WorldJob(Job):
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        self.cp = cp
+        self.pipeline = self.guarded(load_video2world(self.shard.model, device, cp))
+
+    def run(self, row: ResolvedRow) -> None:
+        generation = self.pipeline.generate(row.request)
+        if self.writes:
+            save_generation(generation, row.output)
 
 
-def _video2world(row: ResolvedRow, output_root: str) -> Video2WorldRequest:
-    return Video2WorldRequest(input_path=row.input, **_given(row.params, *COMMON, "num_conditional_frames"))
+class Text2WorldJob(Job):
+    """One of Text2World's stages, through the pipeline the command runs (cosmos_core/pipelines/text2world.py):
+    the image stage writes each row's first frame at intermediate_url, the video stage animates it."""
+
+    def output(self, row: ResolvedRow) -> str:
+        return intermediate_url(self.shard.output_root, row.id) if self.stage.intermediate else row.output
+
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        m = self.shard.model
+        self.cp = cp
+        pipeline = Text2WorldPipeline.load(
+            m.model_size,
+            m.resolution,
+            m.fps,
+            checkpoint_dir(m),
+            m.dit_path,
+            m.dit_path,
+            device,
+            cp=cp,
+            natten=m.natten,
+            stages=("image",) if self.stage.image_model else ("video",),
+        )
+        self.pipeline = self.guarded(pipeline)
+
+    def run(self, row: ResolvedRow) -> None:
+        image_url = intermediate_url(self.shard.output_root, row.id)
+        if self.stage.intermediate:
+            self.pipeline.generate_image(row.request, image_url)  # writes it
+            return
+        video = self.pipeline.generate_video(row.request, image_url)
+        if self.writes:
+            save_generation(video, row.output)
 
 
-def _text2world(row: ResolvedRow) -> Text2WorldRequest:
-    return Text2WorldRequest(**_given(row.params, *COMMON, "image_guidance"))
+# Best-of-N (the Prefect deployment video2world/best-of-n), two stages:
+# - generate: each row's candidates, seeds seed..seed+num_generations-1, under
+#   `<output_root>/.worldmill/candidates/<row id>/<row id>_seed{seed}.mp4` (a retry finds them);
+# - score: each candidate scored with the row's num_critic_trials, reports beside them
+#   (`<row id>_seed{seed}_score{pct:03d}.html/.json`, cosmos_core/bestofn.py), the best candidate copied to
+#   the row's output with a sidecar naming every candidate's score.
 
 
-def _text2world_image(row: ResolvedRow, output_root: str) -> Text2ImageRequest:
-    return image_request(_text2world(row))
+def candidates_dir(output_root: str, row_id: str) -> str:
+    return f"{output_root.rstrip('/')}/.worldmill/candidates/{row_id}"
 
 
-def _text2world_video(row: ResolvedRow, output_root: str) -> Video2WorldRequest:
-    return video_request(_text2world(row), intermediate_url(output_root, row.id))
+def candidates(output_root: str, row: ResolvedRow) -> list[tuple[int, str]]:
+    """(seed, video URL) of each of a row's candidates."""
+    folder = candidates_dir(output_root, row.id)
+    return [(seed, f"{folder}/{row.id}_seed{seed}.mp4") for seed in row.request.seeds()]
 
 
-# The request each stage's pipeline gets for a row (best-of-N's candidates are Video2World requests).
-REQUESTS: dict[Stage, Callable[[ResolvedRow, str], object]] = {
-    TEXT2IMAGE.final: _text2image,
-    VIDEO2WORLD.final: _video2world,
-    TEXT2WORLD.stages[0]: _text2world_image,
-    TEXT2WORLD.stages[1]: _text2world_video,
-    BEST_OF_N.stages[0]: _video2world,
+class BestOfNGenerateJob(Job):
+    """Every candidate of a row that is not there yet. A refused prompt blocks the row; a refused video
+    only drops that seed (the row is blocked when every seed is)."""
+
+    def output(self, row: ResolvedRow) -> str:
+        return candidates_dir(self.shard.output_root, row.id)
+
+    def done(self, row: ResolvedRow) -> bool:
+        record = read_record(self.shard.records_dir, row.id)
+        made = record.extra.get("candidates", []) if record is not None and record.status == "ok" else []
+        return bool(made) and all(media.exists(url) for url in made)
+
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        self.pipeline = self.guarded(load_video2world(self.shard.model, device))
+
+    def run(self, row: ResolvedRow) -> dict:
+        request = row.request
+        made, blocked, last_block = [], [], None
+        for seed, url in candidates(self.shard.output_root, row):
+            if media.exists(url) and media.exists(f"{url}.json"):
+                made.append(url)
+                continue
+            try:
+                generation = self.pipeline.generate(request.candidate(seed))
+            except GuardrailBlocked as error:
+                if error.stage != "video":
+                    raise
+                blocked.append(seed)
+                last_block = error
+                continue
+            save_generation(generation, url)
+            made.append(url)
+        if not made and last_block is not None:
+            raise last_block
+        return {"candidates": made, "blocked_seeds": blocked}
+
+
+class BestOfNScoreJob(Job):
+    """Score a row's candidates, copy the best (highest score, then lowest seed) to the row's output."""
+
+    def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
+        root = checkpoint_dir(self.shard.model) or default_checkpoint_dir()
+        self.critic = load_critic(reason1_dir(root), device)
+
+    def run(self, row: ResolvedRow) -> dict:
+        critic, request, output_root = self.critic, row.request, self.shard.output_root
+        conditioning = (row.input, request.num_conditional_frames)
+        scored = []
+        for candidate_seed, url in candidates(output_root, row):
+            if not media.exists(url):
+                continue
+            result, files = score_video(
+                critic, url, request.num_critic_trials, request.seed, conditioning, base_stem(url)
+            )
+            scored.append(
+                {
+                    "seed": candidate_seed,
+                    "video": url,
+                    **{k: v for k, v in result.summary().items() if k != "metrics"},
+                    **files,
+                }
+            )
+        if not scored:
+            raise ValueError(f"row {row.id}: no candidate video under {candidates_dir(output_root, row.id)}")
+        best = max(scored, key=lambda c: (c["score"], -c["seed"]))
+        copy_file(best["video"], row.output)
+        sidecar = read_sidecar(best["video"]) or {}
+        sidecar.update(
+            output=row.output, best_of_n={"critic": critic.name, "best": best, "candidates": scored}
+        )
+        media.write_text(f"{row.output}.json", json.dumps(sidecar, indent=2, default=str) + "\n")
+        log.info("row %s: best candidate seed %d, score %.2f%%", row.id, best["seed"], 100 * best["score"])
+        return {"critic": critic.name, "best": best, "candidates": scored}
+
+
+# The job of each stage of each task (manifests/tasks.py).
+JOBS: dict[Stage, type[Job]] = {
+    TEXT2IMAGE.final: Text2ImageJob,
+    VIDEO2WORLD.final: Video2WorldJob,
+    **{stage: Text2WorldJob for stage in TEXT2WORLD.stages},
+    BEST_OF_N.stages[0]: BestOfNGenerateJob,
+    BEST_OF_N.stages[1]: BestOfNScoreJob,
 }
 
 
-def build_request(stage: Stage, row: ResolvedRow, output_root: str):
-    return REQUESTS[stage](row, output_root)
-
-
-def output_of(stage: Stage, row: ResolvedRow, output_root: str) -> str:
-    return intermediate_url(output_root, row.id) if stage.intermediate else row.output
-
-
-def load_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
-    m = shard.model
-    stage = stage_of(shard.task)
-    if stage.image_model:
-        size = m.model_size
-        if stage.intermediate and size is None:
-            # Text2World pairs the image model with the video model: embedded with embedded.
-            size = None if _video_checkpoint_present(shard) else "embedded"
-        return Text2ImagePipeline.load(size, _dir(m.checkpoint_dir), m.dit_path, m.distilled, device=device)
+def load_video2world(m: ModelSpec, device: str | None, cp: ContextParallel | None = None):
     return Video2WorldPipeline.load(
-        m.model_size, m.resolution, m.fps, _dir(m.checkpoint_dir), m.dit_path, device, cp=cp, natten=m.natten
+        m.model_size, m.resolution, m.fps, checkpoint_dir(m), m.dit_path, device, cp=cp, natten=m.natten
     )
 
 
-def load_guarded_pipeline(shard: Shard, device: str | None, cp: ContextParallel | None = None):
-    """load_pipeline with the shard's guardrail (on by default) and prompt refiner around it."""
-    pipeline = load_pipeline(shard, device, cp)
-    stage = stage_of(shard.task)
-    rail, refiner = load_safety(
-        _dir(shard.model.checkpoint_dir),
-        pipeline_device(pipeline),
-        pipeline.task,  # the model family: what the guardrail checks and whether a refiner applies
-        shard.guardrail,
-        refiner=shard.refiner,
-    )
-    return guard_pipeline(pipeline, rail, refiner, check_prompt=stage.checks_prompt)
-
-
-def _dir(checkpoint_dir: str | None) -> Path | None:
-    return Path(checkpoint_dir) if checkpoint_dir else None
-
-
-def _video_checkpoint_present(shard: Shard) -> bool:
-    preset = video2world_preset("2B", shard.model.resolution, shard.model.fps, natten=shard.model.natten)
-    return checkpoints_present(preset, _dir(shard.model.checkpoint_dir) or default_checkpoint_dir())
-
-
-def is_done(shard: Shard, row: ResolvedRow) -> bool:
-    record = read_record(shard.records_dir, row.id)
-    return (
-        record is not None
-        and record.status == "ok"
-        and media.exists(output_of(stage_of(shard.task), row, shard.output_root))
-    )
+def checkpoint_dir(m: ModelSpec) -> Path | None:
+    return Path(m.checkpoint_dir) if m.checkpoint_dir else None
 
 
 def run_row(

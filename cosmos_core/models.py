@@ -23,11 +23,11 @@ from cosmos_core.acceleration import Acceleration, accelerate
 from cosmos_core.checkpoints import CheckpointError, load_dit, load_vae
 from cosmos_core.device import compute_dtype, configure_backends, pick_device
 from cosmos_core.dit import CosmosDiT, dit_config
-from cosmos_core.presets import T5_REPO, ModelPreset
 from cosmos_core.small_t5 import load_small_t5
 from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import VAE_PRESETS, WanVAE
 from cosmos_core.world.text import embedded_text_encoder
+from manifests.presets import T5_REPO, ModelPreset
 
 log = logging.getLogger("cosmos_core")
 

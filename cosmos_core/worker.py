@@ -10,10 +10,9 @@ shard (a retry after a crash) only generates what is missing. Rank 0 alone logs 
 
 Exit codes: 0 when every row has a record (some may be "failed": bad rows are recorded, not retried);
 non-zero when the process itself failed (CUDA out of memory, NCCL or other device errors, a crash):
-the Prefect task retries the shard. Shard tasks: text2image, video2world, and the two stages of
-text2world, "text2world-image" (writes the first frame to storage) and "text2world-video"; and the two
-of best-of-N, "best-of-n-generate" and "best-of-n-score" (cosmos_core/bestofn_jobs.py). With the shard's
-`guardrail` on, a refused prompt or video is recorded "blocked" ("blocked by guardrail: <check>").
+the Prefect task retries the shard. A shard's task is a stage of the registry (manifests/tasks.py); `JOBS`
+gives its job (cosmos_core/jobs.py). With the shard's `guardrail` on, a
+refused prompt or video is recorded "blocked" ("blocked by guardrail: <check>").
 """
 
 from __future__ import annotations
@@ -22,13 +21,11 @@ import logging
 import os
 import sys
 
-from cosmos_core.bestofn_jobs import run_bestofn_shard
 from cosmos_core.checkpoints import CheckpointError
-from cosmos_core.jobs import build_request, is_done, load_guarded_pipeline, output_of, run_row
+from cosmos_core.jobs import JOBS, run_row
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
-from cosmos_core.pipelines import save_generation
-from cosmos_core.presets import PresetError
-from manifests import ResolvedRow, Shard, read_shard, stage_of, write_record
+from manifests import Shard, read_shard, stage_of, write_record
+from manifests.presets import PresetError
 
 log = logging.getLogger("cosmos_core.worker")
 
@@ -40,20 +37,19 @@ def run_shard(
     device: str | None = None,
     cp: ContextParallel | None = None,
 ) -> dict[str, int]:
-    """Generate this rank's rows of the shard; returns counts per status (skipped = already done).
+    """Run this rank's rows of the shard; returns counts per status (skipped = already done).
 
-    Data parallelism: rank r takes rows r, r+P, ... Context parallelism (`cp`, Video2World stages):
+    Data parallelism: rank r takes rows r, r+P, ... Context parallelism (`cp`, stages that allow it):
     every rank runs every row, the DiT splits the frames, rank 0 alone writes outputs and records.
-    Text2Image stages have no context parallelism and stripe their rows even in a context job.
+    Other stages stripe their rows even in a context job.
     """
     stage = stage_of(shard.task)
-    if stage.best_of_n:
-        return run_bestofn_shard(shard, rank, world_size, device)
+    job = JOBS[stage](shard)
     if cp is not None and not stage.context_parallel:
         cp = None
     mine = shard.rows if cp is not None else shard.rows[rank::world_size]
     writes = cp is None or rank == 0
-    todo = [row for row in mine if not is_done(shard, row)]
+    todo = [row for row in mine if not job.done(row)]
     counts = {"ok": 0, "failed": 0, "blocked": 0, "skipped": len(mine) - len(todo)}
     if rank == 0:
         log.info(
@@ -65,17 +61,10 @@ def run_shard(
         )
     if not todo:
         return counts
-    pipeline = load_guarded_pipeline(shard, device, cp)
+    job.load(device, cp)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
-        output = output_of(stage, row, shard.output_root)
-
-        def generate(row: ResolvedRow = row, output: str = output) -> None:
-            generation = pipeline.generate(build_request(stage, row, shard.output_root))
-            if writes:
-                save_generation(generation, output)
-
-        record = run_row(shard, row, rank, attempt, output, generate)
+        record = run_row(shard, row, rank, attempt, job.output(row), lambda row=row: job.run(row))
         if writes:
             write_record(shard.records_dir, record)
         counts[record.status] += 1

@@ -1,8 +1,8 @@
 """`prefect deployment run video2world/best-of-n --param manifest=... --param output_root=...`
 
 Best-of-N over a manifest (rows: a Video2World row plus num_generations and num_critic_trials,
-manifests/schemas.py BestOfNRow), in two stages of shard tasks, each a worker subprocess
-(cosmos_core/bestofn_jobs.py):
+manifests/tasks.py BestOfNRow), in two stages of shard tasks, each a worker subprocess
+(cosmos_core/jobs.py):
 1. "best-of-n-generate": per row, num_generations candidates with seeds seed, seed+1, ... under
    <output_root>/.worldmill/candidates/<row id>/ (a shard = shard_size rows x their candidates);
 2. "best-of-n-score": the critic (Cosmos-Reason1 when its checkpoint is present, else the built-in one)

@@ -5,28 +5,20 @@ Inbox layout (a local folder or an s3:// prefix):
     <inbox>/processing/                  claimed by a run (moved there before any work)
     <inbox>/done/  <inbox>/failed/       finished, with `<name>.results.csv` beside each
 A manifest is claimed by moving it into processing/, so a second scheduled run never sees it again.
-Outputs of `<inbox>/<stem>.csv` go to `<output_root>/<stem>/`.
+Outputs of `<inbox>/<stem>.csv` go to `<output_root>/<stem>/`. Each manifest is a run of the `manifest` flow
+(flows/manifest.py) for the inbox's task.
 """
 
 from __future__ import annotations
 
 import posixpath
-from typing import Literal
 
 from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
 
-from flows.text2image import text2image_batch
-from flows.text2world import text2world_batch
-from flows.video2world import video2world_batch
-from manifests.tasks import TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD
-
-MANIFEST_EXTENSIONS = (".csv", ".json", ".jsonl", ".parquet")
-BATCH_FLOWS = {
-    TEXT2IMAGE.name: text2image_batch,
-    VIDEO2WORLD.name: video2world_batch,
-    TEXT2WORLD.name: text2world_batch,
-}
+from flows.manifest import TaskName, run_manifest
+from manifests.readers import FORMATS as MANIFEST_EXTENSIONS
+from manifests.tasks import TEXT2WORLD
 
 
 def _url(fs, path: str, like: str) -> str:
@@ -38,7 +30,7 @@ def _url(fs, path: str, like: str) -> str:
 def process_inbox(
     inbox: str,
     output_root: str,
-    task: Literal[TEXT2IMAGE.name, VIDEO2WORLD.name, TEXT2WORLD.name] = TEXT2WORLD.name,
+    task: TaskName = TEXT2WORLD.name,
     shard_size: int = 25,
     gpus_per_shard: int | None = None,  # None: the GPU pool's gpus_per_host, else 1 (flows/batch.py)
     max_manifests: int = 20,
@@ -64,7 +56,8 @@ def process_inbox(
             logger.info("%s was claimed by another run", name)
             continue
         out = posixpath.join(output_root.rstrip("/"), stem)
-        state = BATCH_FLOWS[task](
+        state = run_manifest(
+            task=task,
             manifest=_url(fs, claimed, inbox),
             output_root=out,
             options={"shard_size": shard_size, "gpus_per_shard": gpus_per_shard},

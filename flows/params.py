@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.batch import BatchOptions
 from manifests import ModelSpec
-from manifests.schemas import ImageModelSize, VideoModelSize, check_natten_resolution
+from manifests.requests import Text2ImageModel, Video2WorldModel
 
-MODEL_SIZE_HELP = "unset: 2B if its checkpoint is present, else the embedded model (rows may set their own)"
+ROWS_MAY_SET_THEIR_OWN = "; rows may set their own"
 
 
 class BatchParameters(BaseModel):
-    """What every batch flow takes (each flow's model narrows model_size to its sizes)."""
+    """What every batch flow takes; each flow adds its model choice (manifests/requests.py: the fields and
+    descriptions rows have, as the run's defaults)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -44,7 +45,6 @@ class BatchParameters(BaseModel):
     guardrail: bool = Field(
         True, description='refused rows are recorded "blocked" (no output); the others go on'
     )
-    model_size: str | None = Field(None, description=MODEL_SIZE_HELP)
 
     def options(self) -> BatchOptions:
         return BatchOptions(
@@ -58,49 +58,27 @@ class BatchParameters(BaseModel):
         )
 
     def _model_fields(self) -> dict:
-        return {"model_size": self.model_size}
+        """The model choice's fields (a subclass mixes one in), unset ones left to ModelSpec's defaults."""
+        fields = {
+            name: getattr(self, name) for name in ModelSpec.model_fields if name in type(self).model_fields
+        }
+        return {name: value for name, value in fields.items() if value is not None}
 
     def _run_fields(self) -> dict:
         return {}
 
 
-class Text2ImageParameters(BatchParameters):
-    model_size: ImageModelSize | None = Field(
-        None,
-        description=MODEL_SIZE_HELP,
-    )
+class Text2ImageParameters(BatchParameters, Text2ImageModel):
+    pass
 
 
-class VideoParameters(BatchParameters):
-    """What the video flows add: the Video2World checkpoint's resolution and frame rate, sparse attention
-    and the prompt refiner."""
+class VideoParameters(BatchParameters, Video2WorldModel):
+    """What the video flows add to the Video2World model choice: the prompt refiner."""
 
-    model_size: VideoModelSize | None = Field(
-        None,
-        description=MODEL_SIZE_HELP,
-    )
-    resolution: Literal["480", "720"] = Field("720", description="the Video2World checkpoint's resolution")
-    fps: Literal[10, 16] = Field(16, description="its frame rate: 16 (93 frames) or 10 (61 frames)")
-    natten: bool = Field(
-        False, description="the sparse-attention (NATTEN) DiT, 720p only; rows may set their own"
-    )
     prompt_refiner: bool = Field(
         False,
         description="Cosmos-Reason1 rewrites each prompt from its input (when its checkpoint is present)",
     )
-
-    @model_validator(mode="after")
-    def _check_natten(self) -> VideoParameters:
-        check_natten_resolution(self.natten, self.resolution)
-        return self
-
-    def _model_fields(self) -> dict:
-        return {
-            "model_size": self.model_size,
-            "resolution": self.resolution,
-            "fps": self.fps,
-            "natten": self.natten,
-        }
 
     def _run_fields(self) -> dict:
         return {"refiner": self.prompt_refiner}

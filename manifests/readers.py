@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
 from manifests import storage
-from manifests.schemas import RowBase, Text2ImageRow, field_names
+from manifests.requests import Request
+from manifests.schemas import OUTPUTS_AS_GIVEN, RowBase, field_names
 from manifests.tasks import TASKS
 
 FORMATS = (".csv", ".json", ".jsonl", ".parquet")
@@ -46,7 +47,9 @@ class RowError:
 
 
 class ResolvedRow(BaseModel):
-    """A good row, ready to generate: where its output goes, what it conditions on, all its parameters."""
+    """A good row, ready to generate: where its output goes, what it conditions on, the row as validated.
+
+    `row` is the task's row model (a shard file restores its type from the shard's task)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,7 +57,12 @@ class ResolvedRow(BaseModel):
     id: str
     output: str  # full path or URL under the output root
     input: str | None = None  # resolved conditioning image/video (video2world, best-of-n)
-    params: dict[str, Any]  # the validated row, defaults filled; id/output/input as above
+    row: SerializeAsAny[RowBase]  # as the manifest gave it (relative output, input as written)
+
+    @property
+    def request(self) -> Request:
+        """The row's request, with its input resolved."""
+        return self.row.request(**({"input_path": self.input} if self.input is not None else {}))
 
 
 @dataclass
@@ -72,12 +80,17 @@ def read_manifest(
     output_root: str,
     input_root: str | None = None,
     check_inputs: bool = True,
+    defaults: dict[str, Any] | None = None,
+    outputs_as_given: bool = False,
 ) -> Manifest:
     """Read and validate the manifest at `url` for `task`.
 
     input_root: where relative inputs live; by default the manifest's folder for a remote manifest and the
     current directory for a local one (the reference's batch JSON names `assets/video2world/input0.jpg`
     from the repository root). check_inputs: report rows whose input does not exist.
+    defaults: values for the fields a row leaves out (the commands' flags under their batch JSON items).
+    outputs_as_given: outputs may be any path or URL, used as given (the commands' batch JSON, whose outputs
+    are like --save_path; `output_root` is then not used); otherwise they are paths inside `output_root`.
     """
     if task not in TASKS:
         raise ManifestError(f"unknown task {task!r} for {url}: expected one of {', '.join(TASKS)}")
@@ -94,13 +107,16 @@ def read_manifest(
         if isinstance(raw, RowError):
             errors.append(raw)
             continue
-        row, row_errors = validate_row(model, number, raw)
+        row, row_errors = validate_row(model, number, _with_defaults(model, raw, defaults), outputs_as_given)
         errors.extend(row_errors)
         if row is not None:
             validated.append((number, row))
 
     input_base = input_root if input_root is not None else _default_input_root(url)
-    resolved = [_resolve(number, row, output_root, input_base) for number, row in validated]
+    resolved = [
+        _resolve(number, row, None if outputs_as_given else output_root, input_base)
+        for number, row in validated
+    ]
 
     # Row-level checks on the valid rows. Duplicates are user errors whether or not the inputs exist, so
     # they are looked for among all of them; a row repeating an id is left out of the output check (its
@@ -230,12 +246,19 @@ def _object_row(number: int, item: Any) -> dict[str, Any] | RowError:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _with_defaults(model: type[RowBase], raw: dict[str, Any], defaults: dict[str, Any] | None) -> dict:
+    """`defaults` (by field name) for the fields a row sets under none of their names."""
+    names = field_names(model)
+    given = {names.get(key, key) for key in raw}
+    return {**{k: v for k, v in (defaults or {}).items() if k not in given}, **raw}
+
+
 def validate_row(
-    model: type[RowBase], number: int, raw: dict[str, Any]
+    model: type[RowBase], number: int, raw: dict[str, Any], outputs_as_given: bool = False
 ) -> tuple[RowBase | None, list[RowError]]:
     """The row as `model`, or None and its errors in plain words."""
     try:
-        return model.model_validate(raw), []
+        return model.model_validate(raw, context={OUTPUTS_AS_GIVEN: outputs_as_given}), []
     except ValidationError as e:
         return None, [_row_error(model, number, raw, error) for error in e.errors()]
 
@@ -257,28 +280,32 @@ def _row_error(model: type[RowBase], number: int, raw: dict[str, Any], error: di
     return RowError(number, field, message)
 
 
-def _resolve(number: int, row: RowBase, output_root: str, input_root: str) -> ResolvedRow:
+def _resolve(number: int, row: RowBase, output_root: str | None, input_root: str) -> ResolvedRow:
+    """output_root None: the output as given (the commands' batch JSON)."""
     row_id = row.id or derive_id(row)
-    output = storage.join(output_root, row.output or default_output(row, row_id))
-    input_url = getattr(row, "input", None)  # video2world and best-of-n only
-    params = {**row.model_dump(mode="json"), "id": row_id, "output": output}
+    output = row.output or default_output(row, row_id)
+    if output_root is not None:
+        output = storage.join(output_root, output)
+    input_url = getattr(row, "input_path", None)  # video2world and best-of-n only
     if input_url is not None:
-        input_url = params["input"] = resolve_input(input_url, input_root)
-    return ResolvedRow(row_number=number, id=row_id, output=output, input=input_url, params=params)
+        input_url = resolve_input(input_url, input_root)
+    return ResolvedRow(row_number=number, id=row_id, output=output, input=input_url, row=row)
 
 
 def derive_id(row: RowBase) -> str:
     """12 hex characters of the sha256 of the row's validated fields (id left out) as canonical JSON.
 
     Content, not position: re-reading the manifest or reordering its rows gives the same ids, so the records
-    of a previous run are found again; '7' in a CSV and 7 in JSON hash alike because they validate alike."""
-    fields = row.model_dump(mode="json", exclude={"id"})
+    of a previous run are found again; '7' in a CSV and 7 in JSON hash alike because they validate alike.
+    Fields at their defaults are left out, so a value written out equal to its default hashes as absent, and a
+    new optional field does not change the ids of existing rows."""
+    fields = row.model_dump(mode="json", exclude={"id"}, exclude_defaults=True)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 
 def default_output(row: RowBase, row_id: str) -> str:
-    return f"{row_id}.jpg" if isinstance(row, Text2ImageRow) else f"{row_id}.mp4"
+    return f"{row_id}{row.OUTPUT_EXTENSIONS[0]}"
 
 
 def resolve_input(input_url: str, input_root: str) -> str:

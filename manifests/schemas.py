@@ -1,108 +1,47 @@
-"""Row schemas: what one manifest row may say, per task, with the defaults and limits of a generation.
+"""Manifest rows: a row is its task's request and model choice (manifests/requests.py) plus its id and output.
+Each task's row model is declared with the task, in the registry (manifests/tasks.py); RowBase is here.
 
-These mirror cosmos_core/requests.py (the single source of the generation parameters) without importing it:
-manifests is the bottom layer and must load without torch. A test keeps the two in step.
+Nothing here restates a generation parameter: a row has every field of its request, with the request's
+defaults, limits and descriptions, so a new request field is a new manifest column. Rows forbid unknown
+fields, so a typo ("sede", "colour") is reported by name instead of silently ignored. The model choice
+(model_size; for video rows resolution, fps, natten) left unset is the run's.
 
-Rows forbid unknown fields, so a typo ("sede", "colour") is reported by name instead of silently ignored.
-Parameters left out (None) are decided by the worker from the task's defaults: the negative prompt, the
-guidance (4 for text2image, 7 for the video tasks), the model size.
+The reference's batch JSON (--batch_input_json) names are aliases: output_image (text2image),
+output_video and input_video (video tasks; input_video may be an image).
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from pydantic import (
-    AliasChoices,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import AliasChoices, BaseModel, Field, ValidationInfo, field_validator
 
-AspectRatio = Literal["1:1", "4:3", "3:4", "16:9", "9:16"]
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-VIDEO_EXTENSIONS = (".mp4",)
-INPUT_EXTENSIONS = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+from manifests.requests import VIDEO_EXTENSIONS, Request, Strict, Text2ImageModel, Video2WorldModel
 
 # Ids name files (outputs, result records): letters, digits, '.', '_', '-'; no leading '.', which would make
-# a hidden file (and collide with the atomic writers' `.<name>.tmp-*` siblings).
+# a hidden file (and collide with the atomic writer's `.<name>.tmp-*` siblings).
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
 
-
-def _int_from_text(value: Any) -> Any:
-    """CSV cells are text: '16' -> 16 for the integer choices (pydantic's Literal check is strict)."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return value
-
-
-def _text_from_int(value: Any) -> Any:
-    """JSON and Parquet give numbers: 720 -> '720' for the resolution choices."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return value
-
-
-Resolution = Annotated[Literal["480", "720"], BeforeValidator(_text_from_int)]
-Fps = Annotated[Literal[10, 16], BeforeValidator(_int_from_text)]
-ConditionalFrames = Annotated[Literal[1, 5], BeforeValidator(_int_from_text)]
-VideoModelSize = Literal["2B", "14B", "embedded"]
-ImageModelSize = Literal["0.6B", "2B", "14B", "embedded"]
-
-# The reference's batch JSON (--batch_input_json) names: output_image (text2image), output_video and
-# input_video (video tasks; input_video may be an image).
 OUTPUT_ALIASES = AliasChoices("output", "output_image", "output_video")
-INPUT_ALIASES = AliasChoices("input", "input_video")
+
+# Validation context {OUTPUTS_AS_GIVEN: True}: the commands' batch JSON, whose outputs may be any path or URL
+# (as --save_path); manifests' outputs are paths under the run's output root.
+OUTPUTS_AS_GIVEN = "outputs_as_given"
 
 
-NATTEN_RESOLUTION = "720"  # the reference's sparse-attention DiTs exist at 720p only
-NATTEN_DESCRIPTION = (
-    "the sparse-attention (NATTEN) Video2World DiT, 720p only; None: the run's natten parameter"
-)
+class RowBase(Strict):
+    """What a row adds to its request: its id and output. Subclasses name their request (REQUEST) and the
+    output's extensions."""
 
-
-def check_natten_resolution(natten: bool | None, resolution: str) -> None:
-    if natten and resolution != NATTEN_RESOLUTION:
-        raise ValueError(
-            f"natten: the sparse-attention DiTs exist at {NATTEN_RESOLUTION}p only, not at {resolution}p"
-        )
-
-
-def check_natten(cls, natten: bool | None, info: ValidationInfo) -> bool | None:
-    """A video row's own natten against its resolution (validated before it; the run's natten is checked
-    by the flow)."""
-    check_natten_resolution(natten, info.data.get("resolution", NATTEN_RESOLUTION))
-    return natten
-
-
-class RowBase(BaseModel):
-    """Fields every task shares. Subclasses set OUTPUT_EXTENSIONS and whether an empty prompt is allowed."""
-
-    # protected_namespaces=(): `model_size` is a field name here, not pydantic's `model_` API.
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
-
+    REQUEST: ClassVar[type[Request]]
     OUTPUT_EXTENSIONS: ClassVar[tuple[str, ...]] = VIDEO_EXTENSIONS
-    EMPTY_PROMPT_OK: ClassVar[bool] = False
 
     id: str | None = Field(None, description="stable row id, filename-safe; derived from the row if absent")
-    prompt: str
-    negative_prompt: str | None = Field(None, description="None: the task's default negative prompt")
     output: str | None = Field(
         None, validation_alias=OUTPUT_ALIASES, description="path relative to the output root"
     )
-    seed: int = Field(0, ge=0, lt=2**32)
-    guidance: float | None = Field(None, ge=0, description="None: 4 for text2image, 7 for video tasks")
-    steps: int = Field(35, ge=1, le=1000)
-    model_size: VideoModelSize | None = None
-    aspect_ratio: AspectRatio = "16:9"
 
     @field_validator("id", mode="before")
     @classmethod
@@ -116,19 +55,32 @@ class RowBase(BaseModel):
             )
         return value
 
-    @field_validator("prompt")
-    @classmethod
-    def _check_prompt(cls, prompt: str) -> str:
-        if not cls.EMPTY_PROMPT_OK and not prompt.strip():
-            raise ValueError("the prompt is empty")
-        return prompt
-
     @field_validator("output")
     @classmethod
-    def _check_output(cls, output: str | None) -> str | None:
+    def _check_output(cls, output: str | None, info: ValidationInfo) -> str | None:
         if output is None:
             return None
+        if info.context and info.context.get(OUTPUTS_AS_GIVEN):
+            return check_extension(output, cls.OUTPUT_EXTENSIONS)
         return check_relative_output(output, cls.OUTPUT_EXTENSIONS)
+
+    def request(self, **resolved: Any) -> Request:
+        """The row's request; `resolved` replaces fields the reader resolved (input_path)."""
+        fields = self.model_dump(include=set(self.REQUEST.model_fields))
+        return self.REQUEST.model_validate({**fields, **resolved})
+
+    @property
+    def model_choice(self) -> BaseModel:
+        """The row's model choice (model_size and, for video rows, resolution, fps, natten)."""
+        model = next(base for base in type(self).__mro__ if base in (Text2ImageModel, Video2WorldModel))
+        return model.model_validate(self.model_dump(include=set(model.model_fields)))
+
+
+def check_extension(output: str, extensions: tuple[str, ...]) -> str:
+    name = output.split("?", 1)[0]
+    if posixpath.splitext(name)[1].lower() not in extensions:
+        raise ValueError(f"output {output!r} must end in {' or '.join(extensions)}")
+    return output
 
 
 def check_relative_output(output: str, extensions: tuple[str, ...]) -> str:
@@ -144,60 +96,10 @@ def check_relative_output(output: str, extensions: tuple[str, ...]) -> str:
         raise ValueError(f"output {output!r} is absolute: give a path relative to the output root")
     if ".." in output.split("/"):
         raise ValueError(f"output {output!r} leaves the output root ('..'): give a path inside it")
-    normalized = posixpath.normpath(output)
-    if posixpath.splitext(normalized)[1].lower() not in extensions:
-        raise ValueError(f"output {output!r} must end in {' or '.join(extensions)}")
-    return normalized
+    return check_extension(posixpath.normpath(output), extensions)
 
 
-class Text2ImageRow(RowBase):
-    OUTPUT_EXTENSIONS: ClassVar[tuple[str, ...]] = (".jpg", ".jpeg")  # the worker writes JPEG only
-
-    model_size: ImageModelSize | None = None
-    distill_steps: int = Field(0, ge=0, le=4, description="1-4: few-step sampling of the distilled model")
-
-
-class Video2WorldRow(RowBase):
-    # The conditioning frame carries the content; the prompt refiner may write the text.
-    EMPTY_PROMPT_OK: ClassVar[bool] = True
-
-    input: str = Field(
-        validation_alias=INPUT_ALIASES,
-        description="conditioning image (.jpg .jpeg .png .webp) or video (.mp4): path or URL",
-    )
-    num_conditional_frames: ConditionalFrames = 1
-    resolution: Resolution = "720"
-    fps: Fps = 16
-    natten: bool | None = Field(None, description=NATTEN_DESCRIPTION)
-
-    _check_natten = field_validator("natten")(check_natten)
-
-    @field_validator("input")
-    @classmethod
-    def _check_input(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("the input path is empty")
-        name = value.split("?", 1)[0] if "://" in value else value  # a presigned URL's query is not the name
-        if posixpath.splitext(name.rstrip("/"))[1].lower() not in INPUT_EXTENSIONS:
-            raise ValueError(f"input {value!r} must end in one of {', '.join(INPUT_EXTENSIONS)}")
-        return value
-
-
-class Text2WorldRow(RowBase):
-    resolution: Resolution = "720"
-    fps: Fps = 16
-    natten: bool | None = Field(None, description=NATTEN_DESCRIPTION)
-
-    _check_natten = field_validator("natten")(check_natten)
-    image_guidance: float | None = Field(None, ge=0, description="guidance of the image stage; None: 4")
-
-
-class BestOfNRow(Video2WorldRow):
-    num_generations: int = Field(2, ge=1, le=64, description="videos generated per row, one per seed")
-    num_critic_trials: int = Field(5, ge=1, le=32, description="critic answers sampled per video")
-
-
-def field_names(model: type[RowBase]) -> dict[str, str]:
+def field_names(model: type[BaseModel]) -> dict[str, str]:
     """Every name a row may use -> the field it sets: {'output_video': 'output', 'seed': 'seed', ...}."""
     names = {}
     for name, info in model.model_fields.items():

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from manifests import storage
 from manifests.readers import Manifest, ManifestError, ResolvedRow
-from manifests.tasks import stage_of
+from manifests.schemas import RowBase
+from manifests.tasks import stage_of, task_of
 
 
 class ModelSpec(BaseModel):
@@ -46,21 +47,33 @@ class Shard(BaseModel):
     guardrail: bool = True  # prompts (and videos) pass the guardrail; a refused row is recorded "blocked"
     refiner: bool = False  # video stages: Cosmos-Reason1 rewrites the prompt (when its checkpoint is present)
 
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _rows_of_the_task(cls, rows: Any, info: ValidationInfo) -> Any:
+        """A shard file's rows as the row model of its task (`task` is validated before `rows`)."""
+        if "task" not in info.data or not isinstance(rows, list):
+            return rows
+        model = task_of(info.data["task"]).row_model
+        return [_typed(row, model) for row in rows]
 
-def model_spec_of(task: str, params: dict[str, Any], defaults: ModelSpec) -> ModelSpec:
-    """The model a row needs: its model_size, resolution, fps and natten over the defaults.
+
+def _typed(row: Any, model: type[RowBase]) -> Any:
+    if isinstance(row, dict) and isinstance(row.get("row"), dict):
+        return {**row, "row": model.model_validate(row["row"])}
+    return row
+
+
+def model_spec_of(task: str, row: RowBase, defaults: ModelSpec) -> ModelSpec:
+    """The model a row needs: its model choice (model_size; resolution, fps, natten) over the defaults.
 
     `task` is the shard's task, which may be a stage name ('text2world-video'). An image model has no
-    resolution or fps, so for image tasks those stay at the defaults and do not split the rows."""
-    update: dict[str, Any] = {}
-    if params.get("model_size") is not None:
-        update["model_size"] = params["model_size"]
+    resolution or fps, so for image stages those stay at the defaults and do not split the rows."""
+    choice = row.model_choice.model_dump(exclude_none=True)
     if stage_of(task).image_model:
-        update["distilled"] = bool(params.get("distill_steps"))
+        update = {"model_size": choice["model_size"]} if "model_size" in choice else {}
+        update["distilled"] = getattr(row, "distill_steps", 0) > 0
     else:
-        for name in ("resolution", "fps", "natten"):
-            if params.get(name) is not None:
-                update[name] = params[name]
+        update = choice
     return defaults.model_copy(update=update)
 
 
@@ -83,7 +96,7 @@ def plan_shards(
     task = task or manifest.task
     groups: dict[ModelSpec, list[ResolvedRow]] = {}
     for row in manifest.rows:
-        groups.setdefault(model_spec_of(task, row.params, defaults), []).append(row)
+        groups.setdefault(model_spec_of(task, row.row, defaults), []).append(row)
 
     shards = []
     for spec, rows in groups.items():

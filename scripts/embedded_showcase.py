@@ -20,9 +20,9 @@ import numpy as np
 
 from cosmos_core import media
 from cosmos_core.pipelines import Text2WorldPipeline
-from cosmos_core.requests import Text2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.scene import HELD_OUT_SEED
+from manifests.requests import Text2WorldRequest
 
 SHEET_FRAMES = (0, 4, 8, 12, 16)
 GAP = 4  # pixels of white between tiles

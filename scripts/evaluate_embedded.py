@@ -25,10 +25,10 @@ from pathlib import Path
 
 from cosmos_core import media
 from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline
-from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.metrics import Score, accuracy, measure_image, measure_video, psnr, score, summary_line
 from cosmos_core.world.scene import HELD_OUT_SEED
+from manifests.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 
 DEFAULT_STEPS = Text2ImageRequest.model_fields["steps"].default
 

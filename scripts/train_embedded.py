@@ -68,8 +68,6 @@ from cosmos_core.denoiser import SIGMA_CONDITIONAL, rectified_flow_t
 from cosmos_core.device import configure_backends, pick_device
 from cosmos_core.dit import CosmosDiT, dit_config
 from cosmos_core.models import EMBEDDED_DIR
-from cosmos_core.presets import model_preset
-from cosmos_core.requests import DEFAULT_NEGATIVE_PROMPT
 from cosmos_core.sampler import RHO, SIGMA_MAX, SIGMA_MIN
 from cosmos_core.small_t5 import load_small_t5
 from cosmos_core.text_encoder import T5TextEncoder
@@ -77,6 +75,8 @@ from cosmos_core.vae import VAE_PRESETS, WanVAE
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.scene import HELD_OUT_SEED, NUM_FRAMES
 from cosmos_core.world.text import embedded_text_encoder
+from manifests.presets import model_preset
+from manifests.requests import DEFAULT_NEGATIVE_PROMPT
 
 # vae_decoder: the VAE's decoder fine-tuned on whole clips with the encoder frozen (the latents, hence the
 # DiTs' training data, do not change). The VAE stage trains on 5-frame clips, which is fast and teaches

@@ -11,7 +11,7 @@ from cosmos_core.cli import acceleration_from_args, text2image_parser
 from cosmos_core.dit import CosmosDiT, dit_config
 from cosmos_core.pipelines import Video2WorldPipeline
 from cosmos_core.pipelines.video2world import ConditioningError
-from cosmos_core.requests import Video2WorldRequest
+from manifests.requests import Video2WorldRequest
 
 
 def tiny(name: str = "tiny-Video2World") -> CosmosDiT:

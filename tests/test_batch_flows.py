@@ -179,10 +179,12 @@ def test_each_flow_takes_only_the_parameters_it_uses():
     a parameter a flow would ignore is refused."""
     from pydantic import ValidationError
 
-    from flows.params import BestOfNParameters, Text2ImageParameters, VideoBatchParameters
+    from flows.params import BatchParameters, BestOfNParameters, Text2ImageParameters, VideoBatchParameters
 
-    for model in (Text2ImageParameters, VideoBatchParameters, BestOfNParameters):
+    for model in (BatchParameters, Text2ImageParameters, VideoBatchParameters, BestOfNParameters):
         assert all(info.description for info in model.model_fields.values()), model
+    with pytest.raises(ValidationError, match="model_size"):
+        BatchParameters(model_size="2B")  # the any-task flow (flows/manifest.py): rows choose their models
     with pytest.raises(ValidationError, match="parallelism"):
         Text2ImageParameters(parallelism="context")  # Text2Image has no context parallelism
     with pytest.raises(ValidationError, match="parallelism"):

@@ -14,7 +14,7 @@ import pytest
 
 from cosmos_core import media
 from cosmos_core.cli import text2image_main, text2world_main, video2world_main
-from cosmos_core.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
+from manifests.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "6"]  # the command defaults to 35; fewer keep the suite fast on a CPU
@@ -154,7 +154,7 @@ def test_batch_reports_bad_items_and_generates_the_others(workdir, caplog):
     assert json.loads(Path("b/ok2.mp4.json").read_text())["parameters"]["guidance"] == 3
     assert "batch item 1 of batch.json" in caplog.text and "missing.jpg" in caplog.text
     assert "batch item 2 of batch.json: field 'aspect_ratio'" in caplog.text
-    assert "batch item 3 of batch.json: unknown field(s) colour" in caplog.text
+    assert "batch item 3 of batch.json: field 'colour': unknown field 'colour'" in caplog.text
     assert "2 of 5 item(s) generated" in caplog.text
 
 
@@ -241,7 +241,7 @@ def test_s3_inputs_and_outputs(workdir, s3_server):
 
 def test_text2world_keeps_the_temporary_image_when_the_video_stage_fails(workdir, monkeypatch, caplog):
     from cosmos_core.pipelines import Text2WorldPipeline, Video2WorldPipeline
-    from cosmos_core.requests import Text2WorldRequest
+    from manifests.requests import Text2WorldRequest
 
     pipeline = Text2WorldPipeline.load(model_size="embedded")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from cosmos_core import presets
 from cosmos_core.download import (
     DownloadError,
     DownloadItem,
@@ -23,6 +22,7 @@ from cosmos_core.download import (
     format_plan,
     plan_downloads,
 )
+from manifests import presets
 from scripts.download_checkpoints import main
 
 ROOT = Path(__file__).resolve().parents[1]

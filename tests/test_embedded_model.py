@@ -12,11 +12,11 @@ import pytest
 
 from cosmos_core import media
 from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline
-from cosmos_core.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.detect import classify_motion, detect
 from cosmos_core.world.metrics import psnr
 from cosmos_core.world.scene import HELD_OUT_SEED
+from manifests.requests import Text2ImageRequest, Text2WorldRequest, Video2WorldRequest
 
 WALL = "on a gray floor in front of a white wall."
 

@@ -153,7 +153,8 @@ def test_create_pools_and_deploy(prefect_server, tmp_path):
         assert done.returncode == 0, f"deploy.sh:\n{done.stdout}\n{done.stderr}"
         state = asyncio.run(
             read_state(
-                [pool, gpu_pool], ["text2world/batch", "generate-shard/gpu", "manifest-inbox/text2world"]
+                [pool, gpu_pool],
+                ["text2world/batch", "manifest/batch", "generate-shard/gpu", "manifest-inbox/text2world"],
             )
         )
         assert state["pools"][pool].type == state["pools"][gpu_pool].type == "process"
@@ -162,6 +163,7 @@ def test_create_pools_and_deploy(prefect_server, tmp_path):
         assert deployments["text2world/batch"].work_pool_name == pool
         # no parameter copies: the flow's defaults apply (gpus_per_shard None -> the pool's gpus_per_host)
         assert deployments["text2world/batch"].parameters == {}
+        assert deployments["manifest/batch"].work_pool_name == pool  # any registered task
         assert deployments["generate-shard/gpu"].work_pool_name == gpu_pool
         inbox = deployments["manifest-inbox/text2world"]
         assert inbox.parameters["inbox"] == env["WORLDMILL_INBOX"]

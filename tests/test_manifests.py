@@ -35,8 +35,8 @@ from manifests import (
     write_results_csv,
     write_shard,
 )
-from manifests.schemas import Text2ImageRow, Video2WorldRow
-from manifests.tasks import TASKS
+from manifests.requests import Text2ImageRequest
+from manifests.tasks import TASKS, Text2ImageRow, Text2WorldRow, Video2WorldRow
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "manifests" / "examples"
@@ -73,13 +73,15 @@ def test_csv_cells_are_text_and_empty_cells_are_missing(tmp_path):
     assert m.errors == []
     fox, cat = m.rows
     assert (fox.row_number, fox.id, fox.output) == (1, "007", f"{tmp_path}/out/007.jpg")
-    assert fox.params["seed"] == 42 and fox.params["guidance"] is None and fox.params["aspect_ratio"] == "1:1"
-    assert fox.params["negative_prompt"] is None and fox.input is None
-    assert cat.params["prompt"] == "a cat, sleeping" and cat.params["guidance"] == 5.5
-    assert cat.params["negative_prompt"] == "NA"  # text stays text
-    assert cat.params["seed"] == 0 and cat.params["steps"] == 35 and cat.params["aspect_ratio"] == "16:9"
+    fox_request, cat_request = fox.request, cat.request  # typed: the task's request, defaults filled
+    assert isinstance(fox_request, Text2ImageRequest) and fox.input is None
+    assert (fox_request.seed, fox_request.guidance, fox_request.aspect_ratio) == (42, 4.0, "1:1")
+    assert fox_request.negative_prompt == ""
+    assert cat_request.prompt == "a cat, sleeping" and cat_request.guidance == 5.5
+    assert cat_request.negative_prompt == "NA"  # text stays text
+    assert (cat_request.seed, cat_request.steps, cat_request.aspect_ratio) == (0, 35, "16:9")
     assert re.fullmatch(r"[0-9a-f]{12}", cat.id) and cat.output.endswith(f"/out/{cat.id}.jpg")
-    assert cat.params["id"] == cat.id and cat.params["output"] == cat.output
+    assert fox.row.id == "007" and cat.row.id is None and cat.row.output is None  # the row as written
 
 
 def test_json_jsonl_and_parquet_read_alike(tmp_path):
@@ -115,9 +117,9 @@ def test_json_jsonl_and_parquet_read_alike(tmp_path):
         assert m.errors == [], ext
         assert [r.row_number for r in m.rows] == [1, 2], ext
         lake, city = m.rows
-        assert (lake.params["seed"], lake.params["resolution"], lake.params["fps"]) == (3, "480", 10), ext
-        assert city.output == "out/city.mp4" and city.params["model_size"] == "14B", ext
-        assert city.params["image_guidance"] == 3.0 and city.params["fps"] == 16, ext
+        assert (lake.request.seed, lake.row.resolution, lake.row.fps) == (3, "480", 10), ext
+        assert city.output == "out/city.mp4" and city.row.model_size == "14B", ext
+        assert city.request.image_guidance == 3.0 and city.row.fps == 16, ext
         # The same content gives the same ids whatever the format.
         assert [r.id for r in m.rows] == [r.id for r in read[".json"].rows], ext
 
@@ -136,7 +138,8 @@ def test_the_reference_batch_json_files(monkeypatch, tmp_path):
     assert v2w.errors == [] and len(v2w.rows) == 3
     assert [r.input for r in v2w.rows] == [str(REPO / f"assets/video2world/input{i}.jpg") for i in range(3)]
     assert v2w.rows[2].output == f"{tmp_path}/output/factory-worker-bottle-filling.mp4"
-    assert v2w.rows[0].params["input"] == v2w.rows[0].input
+    assert v2w.rows[0].request.input_path == v2w.rows[0].input
+    assert v2w.rows[0].row.input_path == "assets/video2world/input0.jpg"  # as written
 
 
 @pytest.mark.parametrize(
@@ -226,7 +229,7 @@ def test_field_errors_read_as_sentences(tmp_path):
 def test_empty_prompt_is_allowed_for_video2world_only(tmp_path):
     rows = [{"prompt": "", "input": str(INPUT)}]
     m = read_manifest(write_json(tmp_path / "m.json", rows), "video2world", "out")
-    assert m.errors == [] and m.rows[0].params["prompt"] == ""
+    assert m.errors == [] and m.rows[0].request.prompt == ""
     m = read_manifest(write_json(tmp_path / "t.json", [{"prompt": ""}]), "text2image", "out")
     assert messages(m) == ["row 1, field 'prompt': the prompt is empty"]
     # In a table an empty cell is a missing value, for the prompt too.
@@ -393,19 +396,27 @@ def test_twenty_rows_with_five_bad_ones(tmp_path):
     assert str(m.errors[4]) == f"row 19, field 'input': input not found: {tmp_path}/gone.jpg"
 
 
-def test_row_schemas_mirror_the_generation_requests():
-    """The rows take the same limits as cosmos_core.requests (imported here only: manifests may not)."""
-    from cosmos_core import requests
-
-    def schema(model, name) -> dict:
-        info = model.model_json_schema()["properties"][name]
-        return {k: v for k, v in info.items() if k not in ("title", "description")}
-
-    for name in ("seed", "steps", "aspect_ratio", "distill_steps"):
-        assert schema(Text2ImageRow, name) == schema(requests.Text2ImageRequest, name), name
-    for name in ("seed", "steps", "aspect_ratio", "num_conditional_frames"):
-        assert schema(Video2WorldRow, name) == schema(requests.Video2WorldRequest, name), name
-    assert TASKS.keys() == {"text2image", "video2world", "text2world", "best-of-n"}
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_rows_are_their_requests_plus_id_and_output(task):
+    """A row has every field of its request, with the same schema (default, limits, choices), so a request
+    field is a manifest column with no other change; and a row's request is the request of its fields."""
+    row_model = TASKS[task].row_model
+    request_model = row_model.REQUEST
+    rows = row_model.model_json_schema()["properties"]
+    requests = request_model.model_json_schema()["properties"]
+    for name, schema in requests.items():
+        row_schema = rows[name]
+        if name == "prompt" and "default" in schema:  # a row names its prompt even where it may be ""
+            schema = {k: v for k, v in schema.items() if k != "default"}
+        assert {k: v for k, v in row_schema.items() if k != "description"} == {
+            k: v for k, v in schema.items() if k != "description"
+        }, name
+    assert set(rows) - set(requests) <= {"id", "output", "model_size", "resolution", "fps", "natten"}
+    fields = {"prompt": "a red ball", "seed": "7", "steps": 3}
+    if "input_path" in request_model.model_fields:
+        fields["input_video"] = "in.jpg"  # the reference's batch key
+    row = row_model.model_validate({**fields, "output": "x" + row_model.OUTPUT_EXTENSIONS[0]})
+    assert row.request() == request_model.model_validate(fields) and row.request().seed == 7
 
 
 def test_manifests_import_neither_torch_nor_prefect():
@@ -463,13 +474,16 @@ def test_shards_group_rows_by_model_and_keep_order(tmp_path):
 
 def test_model_spec_of_rows():
     defaults = ModelSpec(model_size="2B")
-    assert model_spec_of("text2image", {"model_size": "0.6B", "resolution": "480"}, defaults) == ModelSpec(
-        model_size="0.6B"
-    )
-    assert model_spec_of("text2image", {"distill_steps": 4}, defaults).distilled
-    assert model_spec_of("video2world", {"resolution": "480", "fps": 10}, defaults) == ModelSpec(
+    image = Text2ImageRow(prompt="p", model_size="0.6B")
+    assert model_spec_of("text2image", image, defaults) == ModelSpec(model_size="0.6B")
+    assert model_spec_of("text2image", Text2ImageRow(prompt="p", distill_steps=4), defaults).distilled
+    video = Video2WorldRow(prompt="p", input="a.jpg", resolution="480", fps=10)
+    assert model_spec_of("video2world", video, defaults) == ModelSpec(
         model_size="2B", resolution="480", fps=10
     )
+    # text2world's image stage: an image model has no resolution or fps (they do not split its shards)
+    world = Text2WorldRow(prompt="p", resolution="480", fps=10, natten=None)
+    assert model_spec_of("text2world-image", world, defaults) == defaults
 
 
 def test_shard_files_round_trip(tmp_path):

@@ -22,11 +22,11 @@ from cosmos_core.cli import text2image_main, text2world_main, video2world_main
 from cosmos_core.dit import dit_config
 from cosmos_core.models import download_command
 from cosmos_core.pipelines.base import resolve_preset
-from cosmos_core.presets import PresetError, video2world_preset
 from cosmos_core.sparse_attention import NATTEN_PATTERNS
 from cosmos_core.worker import main as worker_main
 from flows.params import BestOfNParameters, VideoBatchParameters
 from manifests import ModelSpec, plan_shards, read_manifest, write_shard
+from manifests.presets import PresetError, video2world_preset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,8 +152,8 @@ def test_worker_with_a_sparse_model_and_no_checkpoint_exits_as_a_configuration_e
 
 def test_text_encoder_flags_reach_the_loaded_t5():
     from cosmos_core.models import load_bundle
-    from cosmos_core.presets import model_preset
     from cosmos_core.text_encoder import TextEncoderOptions
+    from manifests.presets import model_preset
 
     preset = model_preset("embedded-Video2World")
     # bf16 networks (as on a GPU): T5 keeps its checkpoint's float32 unless downcast

@@ -10,10 +10,10 @@ from cosmos_core import media
 from cosmos_core.denoiser import Denoiser
 from cosmos_core.dit import CosmosDiT, StepCache, dit_config
 from cosmos_core.pipelines import Video2WorldPipeline
-from cosmos_core.requests import Video2WorldRequest
 from cosmos_core.world import render, scene_from_seed
 from cosmos_core.world.metrics import psnr
 from cosmos_core.world.scene import HELD_OUT_SEED
+from manifests.requests import Video2WorldRequest
 
 
 @pytest.fixture(scope="module")

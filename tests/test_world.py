@@ -8,12 +8,12 @@ import re
 import numpy as np
 import pytest
 
-from cosmos_core.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
 from cosmos_core.text_encoder import word_level_tokenizer
 from cosmos_core.world import Scene, WorldObject, caption_words, render, scene_from_seed
 from cosmos_core.world.detect import classify_motion, detect
 from cosmos_core.world.metrics import Score, measure_image, measure_video, psnr, score, summary_line
 from cosmos_core.world.scene import COLORS, HEIGHT, NUM_FRAMES, WIDTH
+from manifests.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
 
 SEEDS = range(80)
 

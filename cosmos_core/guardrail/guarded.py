@@ -28,26 +28,26 @@ log = logging.getLogger("cosmos_core")
 
 
 class GuardedPipeline:
-    """Wraps Text2ImagePipeline or Video2WorldPipeline; `generate(request) -> Generation` as theirs."""
+    """Wraps Text2ImagePipeline or Video2WorldPipeline: `generate(request) -> Generation` as theirs, and
+    the attributes the callers read (task, makes_video, bundle, cp)."""
 
     def __init__(
         self, pipeline, guardrail: Guardrail | None, refiner=None, check_prompt: bool = True
     ) -> None:
         self.pipeline = pipeline
+        self.task = pipeline.task
+        self.makes_video = pipeline.makes_video
+        self.bundle = pipeline.bundle
+        self.cp = getattr(pipeline, "cp", None)
         self.guardrail = guardrail
-        self.refiner = refiner if pipeline.task == "video2world" else None
+        self.refiner = refiner if pipeline.makes_video else None
         self.check_prompt = check_prompt
         self._refined: dict[tuple[str, str], str] = {}
-
-    def __getattr__(self, name: str):
-        if name == "pipeline":  # not set yet (copy, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.pipeline, name)  # bundle, cp, task, ...
 
     def generate(self, request):
         prompt = request.prompt
         if self.guardrail is not None and self.check_prompt:
-            if prompt.strip() or self.pipeline.task != "video2world":
+            if prompt.strip() or not self.makes_video:  # an empty Video2World prompt: the input speaks
                 self.guardrail.check_prompt(prompt)
         refined = None
         if self.refiner is not None:
@@ -83,27 +83,31 @@ class GuardedPipeline:
         return self._refined[key]
 
 
-def guard_pipeline(pipeline, guardrail: Guardrail | None, refiner=None, check_prompt: bool = True):
-    """The pipeline with its guardrail and refiner; Text2World gets them around its two stages (the
-    prompt checked before the image stage; refinement and video checks in the video stage)."""
+def guard_pipeline(pipeline, guardrail: Guardrail | None, refiner=None):
+    """The pipeline with its guardrail and refiner around it. Text2World: a new Text2World of its two stages
+    guarded (the prompt checked before the image stage, once; refinement and video checks in the video
+    stage), so that either stage run alone (a batch shard) is checked as in the command."""
     if isinstance(pipeline, Text2WorldPipeline):
-        pipeline.text2image = GuardedPipeline(pipeline.text2image, guardrail, None, check_prompt)
-        pipeline.video2world = GuardedPipeline(pipeline.video2world, guardrail, refiner, check_prompt=False)
-        return pipeline
-    return GuardedPipeline(pipeline, guardrail, refiner, check_prompt)
+        image, video = pipeline.text2image, pipeline.video2world
+        return Text2WorldPipeline(
+            GuardedPipeline(image, guardrail, None) if image is not None else None,
+            GuardedPipeline(video, guardrail, refiner, check_prompt=False) if video is not None else None,
+        )
+    return GuardedPipeline(pipeline, guardrail, refiner)
 
 
 def load_safety(
     checkpoint_dir: Path | None,
     device,
-    task: str,
+    video: bool,
     guardrail: bool = True,
     offload_guardrail: bool = False,
     refiner: bool = False,
     offload_refiner: bool = False,
     reason1_folder: Path | None = None,
 ):
-    """(Guardrail or None, PromptRefiner or None) for a task, each announced in one log line.
+    """(Guardrail or None, PromptRefiner or None), each announced in one log line. `video`: the pipeline
+    makes videos (the video checks load, and the refiner applies).
 
     checkpoint_dir: the checkpoints root (nvidia/Cosmos-Guardrail1, meta-llama/Llama-Guard-3-8B,
     nvidia/Cosmos-Reason1-7B under it); reason1_folder overrides where Reason1 is."""
@@ -111,11 +115,11 @@ def load_safety(
     root = checkpoint_dir or default_checkpoint_dir()
     rail = None
     if guardrail:
-        rail = Guardrail.load(root, device, offload_guardrail, video=task != "text2image")
+        rail = Guardrail.load(root, device, offload_guardrail, video=video)
     else:
         log.warning("guardrail: disabled; prompts and videos are not checked")
     prompt_refiner = None
-    if task != "text2image":  # a video task: the refiner rewrites its prompts
+    if video:  # the refiner rewrites a video's prompt
         if refiner:
             folder = reason1_folder or reason1_dir(root)
             skipped = "skipped, prompts are used as given"
@@ -128,19 +132,13 @@ def load_safety(
     return rail, prompt_refiner
 
 
-def pipeline_device(pipeline):
-    """The device a pipeline's models are on (Text2World: its video stage's)."""
-    inner = getattr(pipeline, "video2world", pipeline)
-    return inner.bundle.device
-
-
-def guard_from_args(pipeline, args, task: str):
+def guard_from_args(pipeline, args):
     """The commands' wiring: --disable_guardrail, --offload_guardrail, --disable_prompt_refiner,
     --offload_prompt_refiner, --checkpoint_dir (the checkpoints root)."""
     rail, refiner = load_safety(
         args.checkpoint_dir,
-        pipeline_device(pipeline),
-        task,
+        pipeline.bundle.device,
+        pipeline.makes_video,
         guardrail=not args.disable_guardrail,
         offload_guardrail=args.offload_guardrail,
         refiner=not getattr(args, "disable_prompt_refiner", True),

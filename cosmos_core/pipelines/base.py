@@ -17,7 +17,7 @@ import torch
 
 from cosmos_core import media
 from cosmos_core.models import ModelBundle, checkpoints_present, default_checkpoint_dir
-from cosmos_core.presets import ModelPreset, model_preset, text2image_preset, video2world_preset
+from manifests.presets import ModelPreset, model_preset, text2image_preset, video2world_preset
 
 log = logging.getLogger("cosmos_core")
 

@@ -20,13 +20,14 @@ from cosmos_core.pipelines.base import (
     resolve_preset,
     to_uint8_frames,
 )
-from cosmos_core.requests import Text2ImageRequest
 from cosmos_core.sampler import distilled_sample, initial_noise, karras_sigmas, sample
 from cosmos_core.text_encoder import T5TextEncoder
+from manifests.requests import Text2ImageRequest
 
 
 class Text2ImagePipeline:
     task = "text2image"
+    makes_video = False  # what the guardrail checks and whether a prompt refiner applies
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle

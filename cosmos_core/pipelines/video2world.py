@@ -30,10 +30,10 @@ from cosmos_core.pipelines.base import (
     resolve_preset,
     to_uint8_frames,
 )
-from cosmos_core.requests import Video2WorldRequest
 from cosmos_core.sampler import initial_noise, karras_sigmas, sample
 from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import latent_frames
+from manifests.requests import Video2WorldRequest
 
 # Latent frames per VAE decoder call on a GPU (the reference decodes 1 at a time): 2 decodes a 720p
 # 93-frame clip 3.6% faster (H200: 3608 -> 3477 ms) for 4 GB more peak memory (11 -> 15 GB); 4 gains
@@ -87,6 +87,7 @@ def resize_cover_center_crop(frames: np.ndarray, width: int, height: int) -> tor
 
 class Video2WorldPipeline:
     task = "video2world"
+    makes_video = True  # what the guardrail checks and whether a prompt refiner applies
 
     def __init__(self, bundle: ModelBundle, cp: ContextParallel | None = None) -> None:
         self.bundle = bundle

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosmos_core.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
+from manifests.presets import EMBEDDED_FPS, EMBEDDED_FRAMES, SIZES
 
 WIDTH, HEIGHT = SIZES["embedded"]["16:9"]
 NUM_FRAMES, FPS = EMBEDDED_FRAMES, EMBEDDED_FPS

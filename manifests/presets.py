@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from manifests.schemas import NATTEN_RESOLUTION  # the sparse-attention DiTs' one resolution
-
+# The model sizes of each family (a new size: here and its network in cosmos_core/dit.py DIT_PRESETS).
+TEXT2IMAGE_SIZES = ("0.6B", "2B", "14B")
+VIDEO2WORLD_SIZES = ("2B", "14B")
+EMBEDDED = "embedded"  # the built-in small model's size name
+RESOLUTIONS = ("480", "720")  # Video2World checkpoints, per resolution and fps
+NATTEN_RESOLUTION = "720"  # the sparse-attention (NATTEN) Video2World DiTs exist at this resolution only
 ASPECT_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16")
 
 # (width, height) by resolution and aspect ratio. "1024" is Text2Image's; "embedded" is the built-in
@@ -34,6 +38,7 @@ SIZES: dict[str, dict[str, tuple[int, int]]] = {
     "embedded": {"1:1": (128, 128), "4:3": (128, 96), "3:4": (96, 128), "16:9": (160, 96), "9:16": (96, 160)},
 }
 FRAMES_BY_FPS = {16: 93, 10: 61}
+FPS_CHOICES = tuple(FRAMES_BY_FPS)
 
 EMBEDDED_FRAMES = 17
 EMBEDDED_FPS = 16
@@ -71,13 +76,13 @@ class ModelPreset:
 
 def _build() -> dict[str, ModelPreset]:
     presets = {}
-    for size in ("0.6B", "2B", "14B"):
+    for size in TEXT2IMAGE_SIZES:
         repo = f"nvidia/Cosmos-Predict2-{size}-Text2Image"
         name = f"Cosmos-Predict2-{size}-Text2Image"
         presets[name] = ModelPreset(name, "text2image", f"{size}-Text2Image", "wan2.1", repo, "model.pt")
-    for size in ("2B", "14B"):
+    for size in VIDEO2WORLD_SIZES:
         repo = f"nvidia/Cosmos-Predict2-{size}-Video2World"
-        for res in ("480", "720"):
+        for res in RESOLUTIONS:
             for fps, frames in FRAMES_BY_FPS.items():
                 name = f"Cosmos-Predict2-{size}-Video2World-{res}p-{fps}fps"
                 dit_file = f"model-{res}p-{fps}fps.pt"
@@ -139,7 +144,7 @@ def video2world_preset(
     """A Video2World preset; `natten`: the reference's sparse-attention DiT (720p only)."""
     if not natten:
         return model_preset(f"Cosmos-Predict2-{model_size}-Video2World-{resolution}p-{fps}fps")
-    if model_size == "embedded":
+    if model_size == EMBEDDED:
         raise PresetError(
             "--natten: the embedded model has no sparse-attention variant; --natten runs the reference's "
             "2B and 14B 720p NATTEN checkpoints (give --model_size 2B or 14B, or leave out --natten)"

@@ -1,0 +1,63 @@
+"""Command-line flags built from pydantic models: one `--<field>` per field of a request or model choice
+(manifests/requests.py), with the field's default, type, choices and description, so a command offers
+exactly what a manifest row may say, under the same names (the reference's flag names).
+
+    add_flags(parser.add_argument_group("generation"), Video2WorldRequest, defaults={"input_path": ...})
+    request = Video2WorldRequest.model_validate(values(args, Video2WorldRequest))
+"""
+
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+
+def add_flags(
+    group: argparse._ActionsContainer,
+    model: type[BaseModel],
+    defaults: dict[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """A flag per field of `model` not in `skip`; `defaults` replace the fields' own (the reference's
+    example prompt, for instance). A field with no default and none given becomes a required flag."""
+    defaults = defaults or {}
+    for name, info in model.model_fields.items():
+        if name not in skip:
+            group.add_argument(f"--{name}", **_flag(info, defaults.get(name, info.default)))
+
+
+def values(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    """The parsed flags of `model`'s fields (for model.model_validate)."""
+    return {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+
+
+def _flag(info: FieldInfo, default: Any) -> dict[str, Any]:
+    kind = _without_none(info.annotation)
+    flag: dict[str, Any] = {"help": info.description or ""}
+    if kind is bool:
+        return {**flag, "action": "store_true"}  # None or False: off unless given
+    if default is PydanticUndefined:
+        flag["required"] = True
+    else:
+        flag["default"] = default
+    if typing.get_origin(kind) is Literal:
+        choices = typing.get_args(kind)
+        return {**flag, "type": type(choices[0]), "choices": choices}
+    if kind in (int, float, str):
+        return {**flag, "type": kind}
+    raise TypeError(f"no command-line flag for a field of type {kind!r}")
+
+
+def _without_none(annotation: Any) -> Any:
+    """X | None -> X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [k for k in typing.get_args(annotation) if k is not type(None)]
+        if len(kinds) == 1:
+            return kinds[0]
+    return annotation
