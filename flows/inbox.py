@@ -17,7 +17,7 @@ from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
 
 from flows.manifest import TaskName, run_manifest
-from manifests.readers import FORMATS as MANIFEST_EXTENSIONS
+from manifests.formats import FORMATS as MANIFEST_EXTENSIONS
 from manifests.tasks import TEXT2WORLD
 
 

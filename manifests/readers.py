@@ -13,37 +13,19 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import io
 import json
-import math
 import os
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
 
 from manifests import storage
+from manifests.formats import ManifestError, RowError, load_rows
 from manifests.requests import Request
 from manifests.schemas import OUTPUTS_AS_GIVEN, RowBase, field_names
 from manifests.tasks import TASKS
-
-FORMATS = (".csv", ".json", ".jsonl", ".parquet")
-
-
-class ManifestError(ValueError):
-    """A problem with the whole file (not found, unreadable, wrong format, empty); names the file."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int  # 1-based data row number
-    field: str | None  # the column/key at fault, None for the row as a whole
-    message: str
-
-    def __str__(self) -> str:
-        where = f"row {self.row}, field '{self.field}'" if self.field else f"row {self.row}"
-        return f"{where}: {self.message}"
 
 
 class ResolvedRow(BaseModel):
@@ -138,110 +120,6 @@ def read_manifest(
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Loading: file -> [(row number, dict of the cells that have a value)]
-# ---------------------------------------------------------------------------------------------------------
-
-
-def load_rows(url: str) -> list[tuple[int, dict[str, Any] | RowError]]:
-    """The manifest's rows as raw dicts (missing cells left out), or a RowError for a row that is not an
-    object at all. Raises ManifestError for whole-file problems."""
-    ext = storage.extension(url)
-    if ext not in FORMATS:
-        raise ManifestError(
-            f"unsupported manifest format {url}: the name must end in one of {', '.join(FORMATS)}"
-        )
-    try:
-        data = storage.read_bytes(url)
-    except FileNotFoundError:
-        raise ManifestError(f"manifest not found: {url}") from None
-    except OSError as e:
-        raise ManifestError(f"could not read manifest {url}: {e}") from e
-    if ext == ".csv":
-        return _from_table(_read_csv(url, data))
-    if ext == ".parquet":
-        return _from_table(_read_parquet(url, data))
-    if ext == ".json":
-        return _from_json(url, data)
-    return _from_jsonl(url, data)
-
-
-def _read_csv(url: str, data: bytes) -> pd.DataFrame:
-    try:
-        # Every cell as text (pydantic parses numbers, so '007' stays an id and 'NA' stays a prompt);
-        # utf-8-sig drops the byte-order mark that spreadsheet programs write.
-        return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise ManifestError(f"manifest {url} is empty: expected a header line and rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ManifestError(f"could not parse {url} as CSV: {e}") from e
-
-
-def _read_parquet(url: str, data: bytes) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(io.BytesIO(data))
-    except Exception as e:  # pyarrow raises several types for a damaged file
-        raise ManifestError(f"could not parse {url} as Parquet: {e}") from e
-
-
-def _from_table(frame: pd.DataFrame) -> list:
-    rows = []
-    for number, record in enumerate(frame.to_dict(orient="records"), start=1):  # native Python values
-        row = {}
-        for column, value in record.items():
-            # An empty cell is a value not given: the default applies, or a required field is missing.
-            # (So an empty prompt, which video2world allows, can only be written in JSON/JSONL as "".)
-            if not _is_missing(value):
-                row[str(column)] = value
-        rows.append((number, row))
-    return rows
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None or (isinstance(value, str) and value == ""):
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return value is pd.NA or value is pd.NaT
-
-
-def _from_json(url: str, data: bytes) -> list:
-    try:
-        items = json.loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"could not parse {url} as JSON: {e}") from e
-    if not isinstance(items, list):
-        raise ManifestError(
-            f"manifest {url} must be a JSON list of objects, one per row; got {type(items).__name__}"
-        )
-    return [(number, _object_row(number, item)) for number, item in enumerate(items, start=1)]
-
-
-def _from_jsonl(url: str, data: bytes) -> list:
-    try:
-        lines = data.decode("utf-8-sig").splitlines()
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"could not read {url} as UTF-8 text: {e}") from e
-    rows = []
-    for line in lines:
-        if not line.strip():
-            continue  # blank lines are not rows
-        number = len(rows) + 1
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            rows.append((number, RowError(number, None, f"not valid JSON: {e}")))
-            continue
-        rows.append((number, _object_row(number, item)))
-    return rows
-
-
-def _object_row(number: int, item: Any) -> dict[str, Any] | RowError:
-    if not isinstance(item, dict):
-        return RowError(number, None, f"expected a JSON object, got {type(item).__name__}")
-    return {key: value for key, value in item.items() if value is not None}  # null = not given
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Validation, ids, paths
 # ---------------------------------------------------------------------------------------------------------
 
@@ -331,32 +209,47 @@ def _missing_input(url: str) -> str | None:
 
 def _duplicate_ids(rows: list[ResolvedRow], explicit_ids: set[int]) -> list[RowError]:
     """A repeated id is an error on the later row. A derived id repeats only for identical rows."""
-    first: dict[str, int] = {}
+    first: dict[str, tuple[int, str]] = {}  # folded id -> (row, id as written)
     errors = []
     for row in rows:
-        if row.id not in first:
-            first[row.id] = row.row_number
+        key = folded(row.id)  # ids name files: 'A' and 'a' are one file on a case-insensitive disk
+        if key not in first:
+            first[key] = (row.row_number, row.id)
             continue
-        message = f"id '{row.id}' is already used by row {first[row.id]}"
+        number, spelled = first[key]
+        same = "" if spelled == row.id else f" as '{spelled}' (one file name on case-insensitive storage)"
+        message = f"id '{row.id}' is already used by row {number}{same}"
         if row.row_number not in explicit_ids:
-            message = f"same content as row {first[row.id]}: give one of them an id, or another seed"
+            message = f"same content as row {number}: give one of them an id, or another seed"
         errors.append(RowError(row.row_number, "id", message))
     return errors
 
 
 def _duplicate_outputs(rows: list[ResolvedRow]) -> list[RowError]:
-    """Rows that would write the same file: all of them are rejected, each naming the others."""
-    by_output: dict[str, list[int]] = {}
+    """Rows that would write the same file, on any storage: all of them are rejected, each naming the others
+    and how they spell it. Outputs are compared folded (case, Unicode form, whitespace), since a
+    case-insensitive or normalizing file system (macOS, Windows, some NAS and FUSE mounts) stores them as one."""
+    by_output: dict[str, list[ResolvedRow]] = {}
     for row in rows:
-        by_output.setdefault(row.output, []).append(row.row_number)
+        by_output.setdefault(folded(row.output), []).append(row)
     errors = []
-    for output, numbers in by_output.items():
-        if len(numbers) < 2:
+    for same in by_output.values():
+        if len(same) < 2:
             continue
-        for number in numbers:
-            others = ", ".join(str(n) for n in numbers if n != number)
-            rows_word = "rows" if len(numbers) > 2 else "row"
-            errors.append(
-                RowError(number, "output", f"output {output} is also written by {rows_word} {others}")
+        for row in same:
+            others = ", ".join(
+                f"{other.row_number}" + ("" if other.output == row.output else f" ({other.output})")
+                for other in same
+                if other is not row
             )
+            rows_word = "rows" if len(same) > 2 else "row"
+            message = f"output {row.output} is also written by {rows_word} {others}"
+            errors.append(RowError(row.row_number, "output", message))
     return errors
+
+
+def folded(name: str) -> str:
+    """The form under which two names are one file somewhere: Unicode compatibility-normalized (NFKC covers
+    NFC/NFD too), case-folded, whitespace runs collapsed and trimmed in each path component."""
+    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "/".join(" ".join(part.split()) for part in text.split("/"))

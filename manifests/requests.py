@@ -92,6 +92,7 @@ DEFAULT_NEGATIVE_PROMPT = (
     "Overall, the video is of poor quality."
 )
 GUIDANCE_HELP = "classifier-free guidance: cond + g * (cond - uncond)"
+MAX_GUIDANCE = 50.0  # far beyond any useful value (the reference uses 4 and 7); bounds a typo like 70
 
 
 class Strict(BaseModel):
@@ -99,8 +100,14 @@ class Strict(BaseModel):
     any of their aliases (the reference's batch keys)."""
 
     # protected_namespaces=(): `model_size` is a field name here, not pydantic's `model_` API.
+    # allow_inf_nan=False: NaN and infinities, however spelled ('nan', 'Infinity', 1e999), are errors.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, protected_namespaces=(), validate_by_name=True, validate_by_alias=True
+        extra="forbid",
+        frozen=True,
+        protected_namespaces=(),
+        validate_by_name=True,
+        validate_by_alias=True,
+        allow_inf_nan=False,
     )
 
 
@@ -114,10 +121,11 @@ class Request(Strict):
         35, ge=1, le=1000, description="sampling steps (35 -> 72 DiT evaluations with guidance)"
     )
     aspect_ratio: AspectRatio = Field("16:9", description="output aspect ratio")
-    guidance: float = Field(7.0, ge=0, description=GUIDANCE_HELP)
+    guidance: float = Field(7.0, ge=0, le=MAX_GUIDANCE, description=GUIDANCE_HELP)
     step_cache: float = Field(
         0.0,
         ge=0,
+        le=1,
         description="reuse the DiT's blocks 2..N between steps while the first block's output changes "
         "less than this (relative L1, e.g. 0.05); 0: off",
     )
@@ -125,7 +133,7 @@ class Request(Strict):
 
 class Text2ImageRequest(Request):
     prompt: NonEmptyPrompt = Field(description="text prompt")
-    guidance: float = Field(4.0, ge=0, description=GUIDANCE_HELP)
+    guidance: float = Field(4.0, ge=0, le=MAX_GUIDANCE, description=GUIDANCE_HELP)
     distill_steps: int = Field(0, ge=0, le=4, description="1-4: few-step sampling of the distilled model")
 
 
@@ -148,8 +156,8 @@ class Text2WorldRequest(Request):
     prompt: NonEmptyPrompt = Field(description="text prompt")
     # the reference gives the image stage the video's negative prompt too
     negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="what to avoid")
-    guidance: float = Field(7.0, ge=0, description="guidance of the Video2World stage")
-    image_guidance: float = Field(4.0, ge=0, description="guidance of the Text2Image stage")
+    guidance: float = Field(7.0, ge=0, le=MAX_GUIDANCE, description="guidance of the Video2World stage")
+    image_guidance: float = Field(4.0, ge=0, le=MAX_GUIDANCE, description="guidance of the Text2Image stage")
 
     def image_stage(self) -> Text2ImageRequest:
         """Stage 1: the first frame."""

@@ -83,13 +83,30 @@ def check_extension(output: str, extensions: tuple[str, ...]) -> str:
     return output
 
 
+# Characters fsspec or a shell gives a meaning ('::' chains file systems, '*?[]' are glob patterns that some
+# fsspec operations expand, '~' at the start is a home folder), or that no portable file name has.
+_SPECIAL = re.compile(r'[:*?\[\]"<>|]')
+
+
 def check_relative_output(output: str, extensions: tuple[str, ...]) -> str:
-    """A clean path under the output root: relative, no '..', no URL, right extension. Returns it normalized
-    ('./a//b.mp4' -> 'a/b.mp4') so two spellings of one file are caught as duplicates."""
+    """A plain path under the output root: relative, no '..', no URL or other fsspec syntax, no stray
+    whitespace around a folder or file name, right extension. Returns it normalized ('./a//b.mp4' ->
+    'a/b.mp4') so two spellings of one file are caught as duplicates."""
     if not output.strip():
         raise ValueError("the output path is empty")
     if "://" in output:
         raise ValueError(f"output {output!r} is a URL: give a path relative to the output root")
+    if special := _SPECIAL.search(output):
+        raise ValueError(
+            f"output {output!r} contains {special[0]!r}: use letters, digits, spaces and '._-/' "
+            "(fsspec reads ':' '*' '?' '[' as URL or pattern syntax)"
+        )
+    if output.startswith("~"):
+        raise ValueError(
+            f"output {output!r} starts with '~' (a home folder): give a path under the output root"
+        )
+    if any(part != part.strip() for part in output.split("/")):
+        raise ValueError(f"output {output!r} has a folder or file name starting or ending with whitespace")
     if "\\" in output:
         raise ValueError(f"output {output!r} contains '\\': separate folders with '/'")
     if output.startswith("/"):

@@ -246,8 +246,8 @@ def test_jsonl_lines_that_are_not_objects_are_row_errors(tmp_path):
     m = read_manifest(str(path), "text2image", "out")
     assert [r.row_number for r in m.rows] == [1, 4]
     assert [(e.row, e.field) for e in m.errors] == [(2, None), (3, None)]
-    assert messages(m)[0].startswith("row 2: not valid JSON")
-    assert messages(m)[1] == "row 3: expected a JSON object, got list"
+    assert messages(m)[0].startswith("row 2 (line 2): not valid JSON")
+    assert messages(m)[1] == "row 3 (line 3): expected a JSON object, got list"
 
 
 @pytest.mark.parametrize(
@@ -283,15 +283,17 @@ def test_rows_sharing_an_output_are_all_rejected(tmp_path):
         {"prompt": "a", "output": "same.jpg"},
         {"prompt": "b", "output": "./same.jpg"},  # another spelling of the same file
         {"prompt": "c", "output": "other.jpg"},
-        {"prompt": "d", "output": "same.JPG", "id": "x"},  # another file on a case-sensitive store
+        {"prompt": "d", "output": "same.JPG", "id": "x"},  # one file on a case-insensitive disk
         {"prompt": "e", "output": "same.jpg"},
     ]
     m = read_manifest(write_json(tmp_path / "m.json", rows), "text2image", "s3://b/out/")
-    assert [r.row_number for r in m.rows] == [3, 4]
+    assert [r.row_number for r in m.rows] == [3]
     assert messages(m) == [
-        "row 1, field 'output': output s3://b/out/same.jpg is also written by rows 2, 5",
-        "row 2, field 'output': output s3://b/out/same.jpg is also written by rows 1, 5",
-        "row 5, field 'output': output s3://b/out/same.jpg is also written by rows 1, 2",
+        "row 1, field 'output': output s3://b/out/same.jpg is also written by rows 2, 4 (s3://b/out/same.JPG), 5",
+        "row 2, field 'output': output s3://b/out/same.jpg is also written by rows 1, 4 (s3://b/out/same.JPG), 5",
+        "row 4, field 'output': output s3://b/out/same.JPG is also written by rows 1 (s3://b/out/same.jpg), "
+        "2 (s3://b/out/same.jpg), 5 (s3://b/out/same.jpg)",
+        "row 5, field 'output': output s3://b/out/same.jpg is also written by rows 1, 2, 4 (s3://b/out/same.JPG)",
     ]
     # A default output colliding with an explicit one counts too.
     rows = [{"prompt": "a", "id": "fox"}, {"prompt": "b", "output": "fox.jpg"}]
