@@ -25,9 +25,11 @@ from cosmos_core.guardrail import GuardrailBlocked, guard_pipeline, load_safety
 from cosmos_core.models import default_checkpoint_dir
 from cosmos_core.parallel import ContextParallel
 from cosmos_core.pipelines import Text2ImagePipeline, Text2WorldPipeline, Video2WorldPipeline, save_generation
+from cosmos_core.pipelines.base import sidecar_url
 from cosmos_core.pipelines.video2world import ConditioningError
 from cosmos_core.reason1 import reason1_dir
 from manifests import ModelSpec, ResolvedRow, ResultRecord, Shard, Stage, read_record, stage_of
+from manifests.storage import remove_stale_temporaries
 from manifests.tasks import BEST_OF_N, TEXT2IMAGE, TEXT2WORLD, VIDEO2WORLD, intermediate_url
 
 log = logging.getLogger("cosmos_core.worker")
@@ -57,6 +59,14 @@ class Job:
     def done(self, row: ResolvedRow) -> bool:
         record = read_record(self.shard.records_dir, row.id)
         return record is not None and record.status == "ok" and media.exists(self.output(row))
+
+    def clear_leftovers(self, row: ResolvedRow) -> None:
+        """Before a row runs again: remove the temporaries an earlier, killed attempt left beside its output
+        and sidecar (storage.remove_stale_temporaries: only those no write is still touching)."""
+        output = self.output(row)
+        for url in (output, sidecar_url(output)):
+            for path in remove_stale_temporaries(url):
+                log.info("row %d (%s): removed %s, left by an earlier attempt", row.row_number, row.id, path)
 
     def load(self, device: str | None, cp: ContextParallel | None = None) -> None:
         raise NotImplementedError

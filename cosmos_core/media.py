@@ -31,14 +31,15 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from manifests.storage import atomic_output
+from manifests import storage
+from manifests.storage import atomic_output, atomic_outputs
 from manifests.storage import extension as _extension
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -118,11 +119,7 @@ def exists(url: str) -> bool:
     return fs.exists(path)
 
 
-def remove(url: str) -> None:
-    """Delete a file or object; a missing one is not an error."""
-    fs, path = url_to_fs(url)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm_file(path)
+remove = storage.remove  # delete a file or object; a missing one is not an error
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -137,23 +134,45 @@ def write_image(url: str, image: np.ndarray, quality: int = 85) -> None:
 
     `quality` (JPEG only) is PIL's 1-100 scale, mapped onto ffmpeg's mjpeg -q:v by `_jpeg_qscale`.
     """
+    with atomic_output(url) as tmp:
+        _encode_image(url, tmp, image, quality)
+
+
+def write_with_sidecar(
+    url: str, frames: np.ndarray, fps: int, sidecar_url: str, sidecar: str | Callable[[], str]
+) -> None:
+    """An image (one frame at an image URL) or a video and its JSON sidecar, committed as a pair: both are
+    written first, then published (media first, sidecar last); neither is left alone by a failure.
+    `sidecar` may be a function, called once the media is encoded (to record how long that took)."""
+    with atomic_outputs([url, sidecar_url]) as (media_tmp, sidecar_tmp):
+        if is_image(url):
+            if len(frames) != 1:
+                raise MediaError(f"cannot write {url}: an image is one frame, got {len(frames)}")
+            _encode_image(url, media_tmp, frames[0])
+        else:
+            _encode_video(url, media_tmp, frames, fps)
+        with open(sidecar_tmp, "w", encoding="utf-8") as f:
+            f.write(sidecar() if callable(sidecar) else sidecar)
+
+
+def _encode_image(url: str, path: str, image: np.ndarray, quality: int = 85) -> None:
+    """`image` encoded for `url` (JPEG or PNG by its extension) into the local file `path`."""
     _check_extension(url, WRITABLE_IMAGE_EXTENSIONS, "image output")
     _check_frame(url, image, "image")
     if _extension(url) == ".png":
-        with atomic_output(url) as tmp, open(tmp, "wb") as f:
+        with open(path, "wb") as f:
             f.write(_png_bytes(image))
         return
     if not 1 <= quality <= 100:
         raise MediaError(f"cannot write {url}: JPEG quality must be in 1..100, got {quality}")
     height, width, _ = image.shape
-    with atomic_output(url) as tmp:
-        args = [*_raw_input(width, height, fps=1), *_SWS_ARGS, "-frames:v", "1", *_MJPEG_ARGS]
-        result = _ffmpeg(
-            [*args, "-q:v", str(_jpeg_qscale(quality)), "-f", "mjpeg", tmp],
-            stdin=np.ascontiguousarray(image).tobytes(),
-        )
-        if result.returncode != 0:
-            raise MediaError(f"could not write {url}: {_reason(_log(result.stderr))}")
+    args = [*_raw_input(width, height, fps=1), *_SWS_ARGS, "-frames:v", "1", *_MJPEG_ARGS]
+    result = _ffmpeg(
+        [*args, "-q:v", str(_jpeg_qscale(quality)), "-f", "mjpeg", path],
+        stdin=np.ascontiguousarray(image).tobytes(),
+    )
+    if result.returncode != 0:
+        raise MediaError(f"could not write {url}: {_reason(_log(result.stderr))}")
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -213,6 +232,12 @@ def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -
     H and W must be even (yuv420p stores chroma at half resolution). The same frames give the same bytes:
     x264 runs a fixed number of threads and the RGB -> YUV conversion is bit-exact.
     """
+    with atomic_output(url) as tmp:
+        _encode_video(url, tmp, frames, fps)
+
+
+def _encode_video(url: str, path: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -> None:
+    """`frames` encoded as `url`'s MP4 into the local file `path` (write_video's work)."""
     _check_extension(url, VIDEO_EXTENSIONS, "video")
     if fps <= 0:
         raise MediaError(f"cannot write {url}: fps must be positive, got {fps}")
@@ -230,10 +255,10 @@ def write_video(url: str, frames: np.ndarray | Iterable[np.ndarray], fps: int) -
             "crop or pad the frames"
         )
     args = [*_raw_input(width, height, fps), *_SWS_ARGS, *_X264_ARGS, "-movflags", "+faststart", "-f", "mp4"]
-    with atomic_output(url) as tmp, tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log:
         # stderr goes to a file: a pipe nobody reads could fill up and stall ffmpeg while we feed stdin.
         process = subprocess.Popen(
-            _ffmpeg_command([*args, tmp]), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log
+            _ffmpeg_command([*args, path]), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log
         )
         try:
             for index, frame in enumerate(itertools.chain([first], frames)):

@@ -64,6 +64,8 @@ def run_shard(
     job.load(device, cp)
     attempt = int(os.environ.get("WORLDMILL_ATTEMPT", "1"))
     for done, row in enumerate(todo, start=1):
+        if writes:
+            job.clear_leftovers(row)
         record = run_row(shard, row, rank, attempt, job.output(row), lambda row=row: job.run(row))
         if writes:
             write_record(shard.records_dir, record)

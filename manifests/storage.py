@@ -14,11 +14,13 @@ botocore reads whenever s3fs creates a client.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import posixpath
 import tempfile
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
@@ -59,24 +61,83 @@ def exists(url: str) -> bool:
 def atomic_output(url: str) -> Iterator[str]:
     """Yield a local path to write; when the block ends without error the file becomes `url` in one step,
     so that readers see either the old file, or none, or all of the new one. On any error it is deleted."""
+    with atomic_outputs([url]) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_outputs(urls: list[str]) -> Iterator[list[str]]:
+    """Several files committed together (an output and its sidecar): yield a local path per URL; when the
+    block ends without error each is published atomically, in order, and if one cannot be, those already
+    published are removed again. On any error in the block nothing is published. Put the file that marks the
+    set complete (the sidecar) last."""
+    with contextlib.ExitStack() as stack:
+        staged = [stack.enter_context(_staged(url)) for url in urls]
+        yield [tmp for tmp, _publish in staged]
+        published: list[str] = []
+        try:
+            for url, (_tmp, publish) in zip(urls, staged, strict=True):
+                publish()
+                published.append(url)
+        except BaseException:
+            for url in published:
+                with contextlib.suppress(OSError):
+                    remove(url)
+            raise
+
+
+@contextlib.contextmanager
+def _staged(url: str) -> Iterator[tuple[str, Callable[[], None]]]:
+    """(a local path to write, a function that publishes it at `url`); the temporary is always cleaned up."""
     fs, path = url_to_fs(url)
     if not isinstance(fs, LocalFileSystem):
         with tempfile.TemporaryDirectory(prefix="worldmill-") as tmp_dir:
             tmp = os.path.join(tmp_dir, "output" + extension(url))
-            yield tmp
-            fs.put_file(tmp, path)  # the object appears complete or not at all
+            yield tmp, lambda: fs.put_file(tmp, path)  # the object appears complete or not at all
         return
     directory, name = os.path.split(path)
     os.makedirs(directory or ".", exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")  # same file system: rename is atomic
-    try:
-        yield tmp
+    tmp = os.path.join(directory, f".{name}{TEMP_MARK}{uuid.uuid4().hex[:8]}")  # same file system
+
+    def publish() -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())  # the bytes reach the disk before the name points at them
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # atomic on one file system
+
+    try:
+        yield tmp, publish
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+TEMP_MARK = ".tmp-"  # a local temporary of `<dir>/<name>` is `<dir>/.<name>.tmp-<8 hex>`
+STALE_TEMP_SECONDS = 15 * 60  # a write in progress touches its temporary more often than this
+
+
+def remove(url: str) -> None:
+    """Delete a file or object; a missing one is not an error."""
+    fs, path = url_to_fs(url)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm_file(path)
+
+
+def remove_stale_temporaries(url: str, older_than: float = STALE_TEMP_SECONDS) -> list[str]:
+    """Delete the temporaries that killed writes of `url` left beside it (local files only: an object store
+    never shows an unfinished upload), returning their paths. Only those untouched for `older_than`
+    seconds: a temporary another process is writing right now is left alone."""
+    fs, path = url_to_fs(url)
+    if not isinstance(fs, LocalFileSystem):
+        return []
+    directory, name = os.path.split(path)
+    pattern = os.path.join(glob.escape(directory or "."), f".{glob.escape(name)}{TEMP_MARK}*")
+    removed = []
+    for tmp in glob.glob(pattern):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - os.path.getmtime(tmp) >= older_than:
+                os.remove(tmp)
+                removed.append(tmp)
+    return removed
 
 
 def write_bytes_atomic(url: str, data: bytes) -> None:

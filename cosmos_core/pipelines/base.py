@@ -153,13 +153,16 @@ def sidecar_url(output_url: str) -> str:
 
 
 def save_generation(generation: Generation, output_url: str) -> None:
-    """Write the media (JPEG for an image, MP4 otherwise) and its JSON sidecar, each atomically."""
+    """Write the media (JPEG or PNG for an image, by the URL's extension; MP4 otherwise) and its JSON
+    sidecar as a pair (media.write_with_sidecar): both or neither. The sidecar's write_s is the time to
+    encode (upload not included: it happens as the pair is published)."""
     start = time.perf_counter()
-    if generation.is_image:
-        media.write_image(output_url, generation.frames[0])
-    else:
-        media.write_video(output_url, generation.frames, generation.fps)
     sidecar = dict(generation.sidecar)
     sidecar["output"] = output_url
-    sidecar.setdefault("timings", {})["write_s"] = round(time.perf_counter() - start, 4)
-    media.write_text(sidecar_url(output_url), json.dumps(sidecar, indent=2, default=str) + "\n")
+    timings = sidecar["timings"] = dict(sidecar.get("timings", {}))
+
+    def text() -> str:
+        timings["write_s"] = round(time.perf_counter() - start, 4)
+        return json.dumps(sidecar, indent=2, default=str) + "\n"
+
+    media.write_with_sidecar(output_url, generation.frames, generation.fps, sidecar_url(output_url), text)
