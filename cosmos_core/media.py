@@ -33,6 +33,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from fsspec.core import url_to_fs
@@ -102,6 +103,81 @@ def probe_video(url: str) -> dict:
     stream = _stream(log, "Input #0")
     counts = re.findall(r"frame=\s*(\d+)", "\n".join(message for _, message in log))
     return {"frames": int(counts[-1]), **stream}
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What an input may be before any of it is decoded: a small file can expand to gigabytes of frames.
+    Defaults suit 720p work (the reference's conditioning clips are 93 frames at 1280x704); each can be set
+    with an environment variable of the same name in capitals (WORLDMILL_MAX_INPUT_PIXELS, ...)."""
+
+    max_input_pixels: int = 4096 * 4096  # per frame
+    max_input_frames: int = 10_000
+    max_input_seconds: float = 600.0
+
+    @classmethod
+    def from_env(cls) -> InputLimits:
+        values = {}
+        for name in cls.__dataclass_fields__:
+            text = os.environ.get(f"WORLDMILL_{name.upper()}")
+            if text is not None:
+                values[name] = type(getattr(cls, name))(text)  # int or float, as the default
+        return cls(**values)
+
+
+def probe_input(url: str, limits: InputLimits | None = None) -> dict:
+    """An image's or video's size, fps, duration and estimated frame count from its header, without
+    decoding a frame; MediaError when it is unreadable or beyond `limits` (default: InputLimits.from_env())."""
+    limits = limits or InputLimits.from_env()
+    kind = "image" if is_image(url) else "video"
+    with _local_input(url) as path:
+        args = ["-f", "image2pipe", "-i", path] if kind == "image" else ["-i", path]
+        log = _log(_ffmpeg(args).stderr)  # no output file: ffmpeg describes the input and stops
+    if not any(message.startswith("Input #0") for _, message in log):
+        raise MediaError(f"could not read {url} as {'an' if kind == 'image' else 'a'} {kind}: {_reason(log)}")
+    try:
+        info = _stream(log, "Input #0")
+    except StopIteration:  # no video stream, or one whose size ffmpeg cannot take
+        raise MediaError(f"could not read {url} as {'an' if kind == 'image' else 'a'} {kind}: {_reason(log)}") from None
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", "\n".join(m for _, m in log))
+    seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else 0.0
+    frames = 1 if kind == "image" else max(1, round(seconds * info["fps"]))
+    info.update(seconds=seconds, frames=frames)
+    pixels = info["width"] * info["height"]
+    if pixels > limits.max_input_pixels:
+        raise MediaError(
+            f"{url} is {info['width']}x{info['height']} ({pixels:,} pixels per frame); inputs may have "
+            f"{limits.max_input_pixels:,} (WORLDMILL_MAX_INPUT_PIXELS)"
+        )
+    if kind == "video" and frames > limits.max_input_frames:
+        raise MediaError(
+            f"{url} has about {frames:,} frames; inputs may have {limits.max_input_frames:,} "
+            "(WORLDMILL_MAX_INPUT_FRAMES)"
+        )
+    if kind == "video" and seconds > limits.max_input_seconds:
+        raise MediaError(
+            f"{url} lasts {seconds:.1f} s; inputs may last {limits.max_input_seconds:g} s "
+            "(WORLDMILL_MAX_INPUT_SECONDS)"
+        )
+    return info
+
+
+def read_last_frames(url: str, count: int, limits: InputLimits | None = None) -> np.ndarray:
+    """The last `count` frames of an .mp4 (or an image as one frame), probed first (probe_input) and
+    decoded from shortly before the end only. Any decode error in what is read fails it: a truncated or
+    damaged input is an error, never a silently shorter clip."""
+    info = probe_input(url, limits)
+    if is_image(url):
+        return read_image(url)[None]
+    _check_extension(url, VIDEO_EXTENSIONS, "video")
+    # Start a second of frames before the ones wanted (ffmpeg seeks exactly, decoding from the keyframe
+    # before); the whole clip when it is short.
+    start = max(0.0, info["seconds"] - (count + info["fps"]) / max(info["fps"], 1.0))
+    with _local_input(url) as path:
+        frames, _fps = _decode(url, "video", ["-ss", f"{start:.3f}", "-i", path], strict=True)
+    if len(frames) < count:
+        raise MediaError(f"{url} has {len(frames)} decodable frame(s) at its end; {count} are needed")
+    return frames[-count:]
 
 
 def read_text(url: str) -> str:
@@ -350,13 +426,15 @@ def _ffmpeg(args: list[str], stdin: bytes | None = None) -> subprocess.Completed
     return subprocess.run(_ffmpeg_command(args), input=stdin, capture_output=True, check=False)
 
 
-def _decode(url: str, kind: str, input_args: list[str]) -> tuple[np.ndarray, float]:
-    """Run ffmpeg to raw RGB; returns frames (T, H, W, 3) uint8 and the input stream's fps."""
+def _decode(url: str, kind: str, input_args: list[str], strict: bool = False) -> tuple[np.ndarray, float]:
+    """Run ffmpeg to raw RGB; returns frames (T, H, W, 3) uint8 and the input stream's fps. `strict`: an
+    error ffmpeg logs while decoding (a truncated or damaged stream it works around) fails the read."""
     output = ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
     result = _ffmpeg([*input_args, "-map", "0:v:0", "-fps_mode", "passthrough", *_SWS_ARGS, *output])
     log = _log(result.stderr)
-    if result.returncode != 0 or not result.stdout:
-        reason = _reason(log) if result.returncode != 0 else "no frames decoded"
+    errors = strict and any(level in ("panic", "fatal", "error") for level, _ in log)
+    if result.returncode != 0 or not result.stdout or errors:
+        reason = _reason(log) if result.returncode != 0 or errors else "no frames decoded"
         raise MediaError(f"could not read {url} as {'an' if kind == 'image' else 'a'} {kind}: {reason}")
     # The output stream's size is the decoded one (after any rotation metadata is applied).
     out = _stream(log, "Output #0")

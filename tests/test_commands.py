@@ -97,7 +97,7 @@ def test_text2world_removes_the_temporary_image(workdir):
     [
         (
             ["--input_path", "clip3.mp4", "--num_conditional_frames", "5"],
-            "has 3 frame(s), but --num_conditional_frames 5",
+            "has 3 decodable frame(s) at its end; 5 are needed: --num_conditional_frames 5",
         ),
         (["--input_path", "assets/video2world/input0.jpg", "--num_conditional_frames", "5"], "is an image"),
         (["--input_path", "missing.jpg"], "missing.jpg"),

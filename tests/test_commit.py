@@ -43,12 +43,19 @@ def test_a_pair_is_published_media_first_and_both_are_complete(tmp_path):
     save_generation(Generation(FRAME, fps=1, sidecar={"seed": 7}), str(tmp_path / "a.jpg"))
     assert leftovers(tmp_path) == ["a.jpg", "a.jpg.json"]
     sidecar = json.loads((tmp_path / "a.jpg.json").read_text())
-    assert sidecar["seed"] == 7 and sidecar["output"] == str(tmp_path / "a.jpg") and "write_s" in sidecar["timings"]
+    assert (
+        sidecar["seed"] == 7
+        and sidecar["output"] == str(tmp_path / "a.jpg")
+        and "write_s" in sidecar["timings"]
+    )
     assert media.read_image(str(tmp_path / "a.jpg")).shape == (32, 48, 3)
 
 
 def test_an_error_inside_the_block_publishes_nothing(tmp_path):
-    with pytest.raises(RuntimeError), atomic_outputs([str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]) as tmps:
+    with (
+        pytest.raises(RuntimeError),
+        atomic_outputs([str(tmp_path / "a.bin"), str(tmp_path / "b.bin")]) as tmps,
+    ):
         for tmp in tmps:
             Path(tmp).write_bytes(b"x")
         raise RuntimeError("the encoder died")

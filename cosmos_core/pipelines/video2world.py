@@ -48,22 +48,25 @@ class ConditioningError(ValueError):
 
 
 def read_conditioning_frames(input_path: str, num_frames: int) -> np.ndarray:
-    """The last `num_frames` frames of a video, or an image as one frame: (n, H, W, 3) uint8."""
+    """The last `num_frames` frames of a video, or an image as one frame: (n, H, W, 3) uint8. The input is
+    probed against the input limits before anything is decoded (media.probe_input), and only its end is
+    decoded; a decode error there fails the read."""
     if media.is_image(input_path):
         if num_frames != 1:
             raise ConditioningError(
                 f"{input_path} is an image, but --num_conditional_frames {num_frames} needs a video (.mp4) "
                 f"with at least {num_frames} frames"
             )
-        return media.read_image(input_path)[None]
+        return media.read_last_frames(input_path, 1)
     if media.is_video(input_path):
-        frames, _fps = media.read_video(input_path)
-        if len(frames) < num_frames:
+        try:
+            return media.read_last_frames(input_path, num_frames)
+        except media.MediaError as error:
+            if "decodable frame(s) at its end" not in str(error):
+                raise
             raise ConditioningError(
-                f"{input_path} has {len(frames)} frame(s), but --num_conditional_frames {num_frames} needs at "
-                f"least {num_frames}"
-            )
-        return frames[-num_frames:]
+                f"{error}: --num_conditional_frames {num_frames} needs at least {num_frames}"
+            ) from None
     supported = ", ".join(media.IMAGE_EXTENSIONS + media.VIDEO_EXTENSIONS)
     raise ConditioningError(f"{input_path}: unsupported input type; use one of {supported}")
 
