@@ -93,8 +93,10 @@ class Text2ImageJob(Job):
             Text2ImagePipeline.load(m.model_size, checkpoint_dir(m), m.dit_path, m.distilled, device=device)
         )
 
-    def run(self, row: ResolvedRow) -> None:
-        save_generation(self.pipeline.generate(row.request), row.output)
+    def run(self, row: ResolvedRow) -> dict:
+        generation = self.pipeline.generate(row.request)
+        save_generation(generation, row.output)
+        return record_extra(generation)
 
 
 class Video2WorldJob(Job):
@@ -102,10 +104,11 @@ class Video2WorldJob(Job):
         self.cp = cp
         self.pipeline = self.guarded(load_video2world(self.shard.model, device, cp))
 
-    def run(self, row: ResolvedRow) -> None:
+    def run(self, row: ResolvedRow) -> dict:
         generation = self.pipeline.generate(row.request)
         if self.writes:
             save_generation(generation, row.output)
+        return record_extra(generation)
 
 
 class Text2WorldJob(Job):
@@ -132,14 +135,14 @@ class Text2WorldJob(Job):
         )
         self.pipeline = self.guarded(pipeline)
 
-    def run(self, row: ResolvedRow) -> None:
+    def run(self, row: ResolvedRow) -> dict:
         image_url = intermediate_url(self.shard.output_root, row.id)
         if self.stage.intermediate:
-            self.pipeline.generate_image(row.request, image_url)  # writes it
-            return
+            return record_extra(self.pipeline.generate_image(row.request, image_url))  # writes it
         video = self.pipeline.generate_video(row.request, image_url)
         if self.writes:
             save_generation(video, row.output)
+        return record_extra(video)
 
 
 # Best-of-N (the Prefect deployment video2world/best-of-n), two stages:
@@ -243,6 +246,11 @@ JOBS: dict[Stage, type[Job]] = {
     BEST_OF_N.stages[0]: BestOfNGenerateJob,
     BEST_OF_N.stages[1]: BestOfNScoreJob,
 }
+
+
+def record_extra(generation) -> dict:
+    """What a row's record repeats from its sidecar: prompt truncation (pipelines/base.py)."""
+    return {k: v for k, v in generation.sidecar.items() if k.endswith("_truncated")}
 
 
 def load_video2world(m: ModelSpec, device: str | None, cp: ContextParallel | None = None):

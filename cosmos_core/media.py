@@ -138,7 +138,9 @@ def probe_input(url: str, limits: InputLimits | None = None) -> dict:
     try:
         info = _stream(log, "Input #0")
     except StopIteration:  # no video stream, or one whose size ffmpeg cannot take
-        raise MediaError(f"could not read {url} as {'an' if kind == 'image' else 'a'} {kind}: {_reason(log)}") from None
+        raise MediaError(
+            f"could not read {url} as {'an' if kind == 'image' else 'a'} {kind}: {_reason(log)}"
+        ) from None
     duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", "\n".join(m for _, m in log))
     seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3]) if duration else 0.0
     frames = 1 if kind == "image" else max(1, round(seconds * info["fps"]))

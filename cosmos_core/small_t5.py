@@ -170,6 +170,12 @@ class WordTokenizer:
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()
 
+    def count_tokens(self, prompt: str) -> int:
+        """The prompt's tokens, end-of-sequence included, before any truncation."""
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        return len(self.tokenizer.encode(prompt).ids)
+
     def __call__(self, prompts: list[str], max_length: int, **_: object) -> dict[str, Tensor]:
         """Max-length padding and truncation (the end-of-sequence token kept), as PyTorch tensors."""
         self.tokenizer.enable_truncation(max_length)

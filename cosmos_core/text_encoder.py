@@ -25,6 +25,7 @@ import torch
 
 from cosmos_core.checkpoints import CheckpointError
 from cosmos_core.device import Placement
+from cosmos_core.small_t5 import WordTokenizer
 
 MAX_TOKENS = 512
 
@@ -107,6 +108,12 @@ class T5TextEncoder:
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return out
+
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens the prompt has (end-of-sequence included); encode() keeps the first MAX_TOKENS."""
+        if isinstance(self.tokenizer, WordTokenizer):  # the embedded T5's
+            return self.tokenizer.count_tokens(prompt)
+        return len(self.tokenizer(prompt, truncation=False, verbose=False)["input_ids"])
 
     def _encode_uncached(self, prompts: list[str]) -> torch.Tensor:
         batch = self.tokenizer(

@@ -13,6 +13,7 @@ resolutions 720 for '720'.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from typing import Annotated, Any, Literal
 
@@ -58,6 +59,26 @@ def _text_from_int(value: Any) -> Any:
     return value
 
 
+DEFAULT_MAX_PROMPT_CHARS = 10_000  # T5 reads 512 tokens, about 2,000 characters of English
+
+
+def max_prompt_chars() -> int:
+    """The longest prompt accepted, in characters: WORLDMILL_MAX_PROMPT_CHARS, else 10,000. A hard limit
+    before the guardrail, so that no row's checks take long; a prompt past T5's 512 tokens but within it is
+    generated from its first 512 tokens and says so (`prompt_truncated` in its sidecar and record)."""
+    return int(os.environ.get("WORLDMILL_MAX_PROMPT_CHARS", DEFAULT_MAX_PROMPT_CHARS))
+
+
+def _within_limit(text: str) -> str:
+    limit = max_prompt_chars()
+    if len(text) > limit:
+        raise ValueError(
+            f"{len(text):,} characters; prompts may have {limit:,} (WORLDMILL_MAX_PROMPT_CHARS; the text "
+            "encoder reads the first 512 tokens, about 2,000 characters)"
+        )
+    return text
+
+
 def _not_empty(prompt: str) -> str:
     if not prompt.strip():
         raise ValueError("the prompt is empty")
@@ -79,7 +100,8 @@ Fps = Annotated[Literal[FPS_CHOICES], BeforeValidator(_int_from_text)]
 ConditionalFrames = Annotated[Literal[1, 5], BeforeValidator(_int_from_text)]
 ImageModelSize = Literal[(*TEXT2IMAGE_SIZES, EMBEDDED)]
 VideoModelSize = Literal[(*VIDEO2WORLD_SIZES, EMBEDDED)]
-NonEmptyPrompt = Annotated[str, AfterValidator(_not_empty)]
+Prompt = Annotated[str, AfterValidator(_within_limit)]
+NonEmptyPrompt = Annotated[str, AfterValidator(_within_limit), AfterValidator(_not_empty)]
 InputPath = Annotated[str, AfterValidator(_input_name)]
 
 # The reference's default Video2World negative prompt (prompts/video2world/negative/default.txt).
@@ -112,8 +134,8 @@ class Strict(BaseModel):
 
 
 class Request(Strict):
-    prompt: str = Field(description="text prompt")
-    negative_prompt: str = Field("", description="what to avoid")
+    prompt: Prompt = Field(description="text prompt")
+    negative_prompt: Prompt = Field("", description="what to avoid")
     seed: int = Field(
         0, ge=0, lt=2**32, description="random seed (noise is drawn with NumPy, device-independent)"
     )
@@ -139,12 +161,12 @@ class Text2ImageRequest(Request):
 
 class Video2WorldRequest(Request):
     # The conditioning frames carry the content, so the prompt may be empty (the refiner may write it).
-    prompt: str = Field("", description="text prompt")
+    prompt: Prompt = Field("", description="text prompt")
     input_path: InputPath = Field(
         validation_alias=AliasChoices("input", "input_video", "input_path"),
         description="conditioning image (.jpg .jpeg .png .webp) or video (.mp4): path or URL",
     )
-    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="what to avoid")
+    negative_prompt: Prompt = Field(DEFAULT_NEGATIVE_PROMPT, description="what to avoid")
     num_conditional_frames: ConditionalFrames = Field(
         1, description="conditioning frames taken from the end of the input"
     )
@@ -155,7 +177,7 @@ class Text2WorldRequest(Request):
 
     prompt: NonEmptyPrompt = Field(description="text prompt")
     # the reference gives the image stage the video's negative prompt too
-    negative_prompt: str = Field(DEFAULT_NEGATIVE_PROMPT, description="what to avoid")
+    negative_prompt: Prompt = Field(DEFAULT_NEGATIVE_PROMPT, description="what to avoid")
     guidance: float = Field(7.0, ge=0, le=MAX_GUIDANCE, description="guidance of the Video2World stage")
     image_guidance: float = Field(4.0, ge=0, le=MAX_GUIDANCE, description="guidance of the Text2Image stage")
 

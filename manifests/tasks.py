@@ -19,6 +19,7 @@ from pydantic import Field
 
 from manifests.requests import (
     BestOfNRequest,
+    Prompt,
     Request,
     Text2ImageModel,
     Text2ImageRequest,
@@ -69,7 +70,7 @@ ROW_PROMPT = 'text prompt; may be empty ("" in JSON): the input carries the cont
 class Video2WorldRow(RowBase, Video2WorldModel, Video2WorldRequest):
     REQUEST: ClassVar[type[Request]] = Video2WorldRequest
 
-    prompt: str = Field(description=ROW_PROMPT)
+    prompt: Prompt = Field(description=ROW_PROMPT)
 
 
 class Text2WorldRow(RowBase, Video2WorldModel, Text2WorldRequest):
@@ -79,7 +80,7 @@ class Text2WorldRow(RowBase, Video2WorldModel, Text2WorldRequest):
 class BestOfNRow(RowBase, Video2WorldModel, BestOfNRequest):
     REQUEST: ClassVar[type[Request]] = BestOfNRequest
 
-    prompt: str = Field(description=ROW_PROMPT)
+    prompt: Prompt = Field(description=ROW_PROMPT)
 
 
 # ---------------------------------------------------------------------------------------------------------

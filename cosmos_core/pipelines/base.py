@@ -17,6 +17,7 @@ import torch
 
 from cosmos_core import media
 from cosmos_core.models import ModelBundle, checkpoints_present, default_checkpoint_dir
+from cosmos_core.text_encoder import MAX_TOKENS
 from manifests.presets import ModelPreset, model_preset, text2image_preset, video2world_preset
 
 log = logging.getLogger("cosmos_core")
@@ -127,6 +128,23 @@ def progress(desc: str) -> Callable[[int, int], None] | None:
     return on_step
 
 
+def truncation_report(bundle: ModelBundle, request) -> dict:
+    """{"prompt_truncated": {"tokens": n, "limit": 512}} (and the same for the negative prompt) when the text
+    encoder reads only the first 512 of the prompt's n tokens; a warning says so. Empty otherwise."""
+    report = {}
+    for name in ("prompt", "negative_prompt"):
+        tokens = bundle.text_encoder.count_tokens(getattr(request, name))
+        if tokens > MAX_TOKENS:
+            report[f"{name}_truncated"] = {"tokens": tokens, "limit": MAX_TOKENS}
+            log.warning(
+                "the %s has %d tokens; the text encoder reads the first %d (the rest does not shape the output)",
+                name.replace("_", " "),
+                tokens,
+                MAX_TOKENS,
+            )
+    return report
+
+
 def base_sidecar(task: str, bundle: ModelBundle, request) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -136,6 +154,7 @@ def base_sidecar(task: str, bundle: ModelBundle, request) -> dict:
         ours = "unknown"
     return {
         "task": task,
+        **truncation_report(bundle, request),
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "refined_prompt": None,
