@@ -4,19 +4,28 @@ Inbox layout (a local folder or an s3:// prefix):
     <inbox>/*.csv|json|jsonl|parquet     new manifests, dropped by users
     <inbox>/processing/                  claimed by a run (moved there before any work)
     <inbox>/done/  <inbox>/failed/       finished, with `<name>.results.csv` beside each
-A manifest is claimed by moving it into processing/, so a second scheduled run never sees it again.
+A manifest is claimed with a lease, `processing/<name>.lease`, created exclusively (O_EXCL on a disk, a
+conditional PUT on S3: exactly one of any number of overlapping runs wins it), then moved into processing/;
+the lease goes when the manifest is filed. The deployment also runs one inbox run at a time
+(prefect.yaml). A run that dies mid-manifest leaves it in processing/ with its lease: move both back to
+retry it.
 Outputs of `<inbox>/<stem>.csv` go to `<output_root>/<stem>/`. Each manifest is a run of the `manifest` flow
 (flows/manifest.py) for the inbox's task.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
+import socket
+import time
 
 from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
 
 from flows.manifest import TaskName, run_manifest
+from manifests import storage
 from manifests.formats import FORMATS as MANIFEST_EXTENSIONS
 from manifests.tasks import TEXT2WORLD
 
@@ -24,6 +33,27 @@ from manifests.tasks import TEXT2WORLD
 def _url(fs, path: str, like: str) -> str:
     """A path from `fs` back into a URL of the same protocol as `like`."""
     return fs.unstrip_protocol(path) if "://" in like else path
+
+
+def lease_of(claimed: str) -> str:
+    return f"{claimed}.lease"
+
+
+def claim(fs, inbox: str, path: str) -> str | None:
+    """Move the manifest at `path` into processing/ once this run holds its lease; None if another run
+    holds it (or has filed the manifest since this run listed the inbox)."""
+    root = posixpath.dirname(path)
+    claimed = posixpath.join(root, "processing", posixpath.basename(path))
+    holder = {"flow_run": str(getattr(flow_run, "id", None)), "host": socket.gethostname(), "at": time.time()}
+    lease = _url(fs, lease_of(claimed), inbox)
+    if not storage.create_exclusive(lease, json.dumps(holder).encode()):
+        return None
+    try:
+        fs.mv(path, claimed)
+    except FileNotFoundError:  # filed by the run that held the lease before this one
+        storage.remove(lease)
+        return None
+    return claimed
 
 
 @flow(name="manifest-inbox")
@@ -49,10 +79,8 @@ def process_inbox(
     for path in new:
         name = posixpath.basename(path)
         stem = name.rsplit(".", 1)[0]
-        claimed = posixpath.join(root, "processing", name)
-        try:
-            fs.mv(path, claimed)
-        except FileNotFoundError:
+        claimed = claim(fs, inbox, path)
+        if claimed is None:
             logger.info("%s was claimed by another run", name)
             continue
         out = posixpath.join(output_root.rstrip("/"), stem)
@@ -65,6 +93,7 @@ def process_inbox(
         )
         verdict = "done" if state.is_completed() else "failed"
         fs.mv(claimed, posixpath.join(root, verdict, name))
+        storage.remove(_url(fs, lease_of(claimed), inbox))
         report_fs, report = url_to_fs(posixpath.join(out, "results.csv"))
         if report_fs.exists(report):
             fs.pipe(posixpath.join(root, verdict, f"{name}.results.csv"), report_fs.cat(report))

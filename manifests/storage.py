@@ -115,6 +115,33 @@ TEMP_MARK = ".tmp-"  # a local temporary of `<dir>/<name>` is `<dir>/.<name>.tmp
 STALE_TEMP_SECONDS = 15 * 60  # a write in progress touches its temporary more often than this
 
 
+def create_exclusive(url: str, data: bytes) -> bool:
+    """Create `url` with `data` only if it does not exist; True if this call created it. Exactly one of any
+    number of concurrent callers wins: O_EXCL on a local disk, a conditional PUT (If-None-Match: *) on S3
+    and S3-compatible stores that support it (AWS S3, MinIO, moto). Other stores: NotImplementedError."""
+    fs, path = url_to_fs(url)
+    if isinstance(fs, LocalFileSystem):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+    if "s3" not in fs.protocol:
+        raise NotImplementedError(f"no exclusive create on {fs.protocol} storage ({url})")
+    try:
+        fs.pipe_file(path, data, mode="create")
+    except FileExistsError:
+        return False
+    except OSError as e:  # a store that answers the condition with 412 but s3fs does not map it
+        if "PreconditionFailed" in str(e) or "412" in str(e):
+            return False
+        raise
+    return True
+
+
 def remove(url: str) -> None:
     """Delete a file or object; a missing one is not an error."""
     fs, path = url_to_fs(url)

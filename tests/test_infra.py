@@ -168,6 +168,7 @@ def test_create_pools_and_deploy(prefect_server, tmp_path):
         inbox = deployments["manifest-inbox/text2world"]
         assert inbox.parameters["inbox"] == env["WORLDMILL_INBOX"]
         assert [schedule.active for schedule in inbox.schedules] == [False]
+        assert inbox.global_concurrency_limit.limit == 1  # one inbox run at a time (prefect.yaml)
 
         # What a GPU-pool worker hands a flow run: the checkout, multicast off, the host's devices.
         template = state["pools"][gpu_pool].base_job_template
