@@ -131,7 +131,7 @@ def _csv_row(number: int, line: int, header: list[str], cells: list[str], last_l
 def _from_json(url: str, data: bytes) -> list[tuple[int, RawRow]]:
     try:
         items = _json_loads(data.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except ValueError as e:  # not UTF-8, not JSON, or a number of more than 4300 digits
         raise ManifestError(f"could not parse {url} as JSON: {e}") from e
     except RecursionError:
         raise ManifestError(f"could not parse {url} as JSON: nested too deeply") from None
@@ -153,7 +153,7 @@ def _from_jsonl(url: str, data: bytes) -> list[tuple[int, RawRow]]:
         except UnicodeDecodeError as e:
             rows.append((number, RowError(number, None, f"not valid UTF-8 (byte {e.start})", line_number)))
             continue
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # not JSON, or a number of more than 4300 digits
             rows.append((number, RowError(number, None, f"not valid JSON: {e}", line_number)))
             continue
         except RecursionError:

@@ -47,7 +47,9 @@ def test_exactly_one_s3_creator_wins(s3_bucket_url):
 
 
 @pytest.mark.e2e
-def test_an_inbox_run_skips_a_manifest_another_run_holds_on_s3(prefect_server, s3_bucket_url, tmp_path, monkeypatch):
+def test_an_inbox_run_skips_a_manifest_another_run_holds_on_s3(
+    prefect_server, s3_bucket_url, tmp_path, monkeypatch
+):
     from flows.inbox import process_inbox
 
     monkeypatch.setenv("COSMOS_CHECKPOINT_DIR", str(tmp_path / "none"))

@@ -88,6 +88,11 @@ def test_pathological_json_is_a_clear_manifest_error(tmp_path):
         read(tmp_path / "deep.json", "[" * 100_000 + "]" * 100_000)
     m = read(tmp_path / "deep.jsonl", '{"prompt": "ok"}\n' + '{"a": ' * 50_000 + "1" + "}" * 50_000 + "\n")
     assert good(m) == [1] and errors(m) == ["row 2 (line 2): not valid JSON: nested too deeply"]
+    huge = '{"prompt": "x", "seed": ' + "9" * 10_000 + "}"  # more digits than Python parses
+    with pytest.raises(ManifestError, match=r"could not parse .* as JSON: Exceeds the limit"):
+        read(tmp_path / "huge.json", f"[{huge}]")
+    m = read(tmp_path / "huge.jsonl", huge + '\n{"prompt": "ok"}\n')
+    assert good(m) == [2] and errors(m)[0].startswith("row 1 (line 1): not valid JSON: Exceeds the limit")
 
 
 @pytest.mark.parametrize("spelling", ["nan", "NaN", "inf", "-Infinity", "1e999"])
