@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import time
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from cosmos_core import media
 from cosmos_core.acceleration import Acceleration
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.device import configure_threads
 from cosmos_core.flags import add_flags, values
 from cosmos_core.guardrail import guard_from_args
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
@@ -298,6 +300,7 @@ def run(
 ) -> int:
     args = parser.parse_args(argv)
     setup_logging()
+    configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # under torchrun: a share per rank
     try:
         args.cp = context_parallel_from_args(args)
         jobs = command_jobs(args, task)

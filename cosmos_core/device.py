@@ -6,6 +6,7 @@ bf16 on a CUDA GPU (the checkpoints are bf16 and the reference runs them so), fl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,27 @@ def pick_device(requested: str | torch.device | None = None) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+THREADS_ENV = "WORLDMILL_TORCH_THREADS"  # torch threads per process, overriding the share below
+
+
+def torch_threads(processes: int = 1) -> int:
+    """This process's share of the host's cores: cores // processes running torch at once (at least 1).
+    `processes` defaults to 1 (a command alone); $WORLDMILL_TORCH_THREADS overrides.
+    Several processes each using every core (torch's default) slow each other down several times over on a
+    shared CPU host: their OpenMP threads spin against each other."""
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(processes, 1))
+
+
+def configure_threads(processes: int = 1) -> int:
+    """Size torch's intra-op threads to this process's share (torch_threads); returns the count."""
+    threads = torch_threads(processes)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def compute_dtype(device: torch.device, requested: torch.dtype | None = None) -> torch.dtype:

@@ -22,10 +22,12 @@ import os
 import sys
 
 from cosmos_core.checkpoints import CheckpointError
+from cosmos_core.device import configure_threads
 from cosmos_core.jobs import JOBS, run_row
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from manifests import Shard, read_shard, stage_of, write_record
 from manifests.presets import PresetError
+from manifests.sharding import LANES_ENV
 
 log = logging.getLogger("cosmos_core.worker")
 
@@ -96,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
     )
     logging.getLogger("cosmos_core").setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    # this host runs WORLDMILL_LANES shards at once, each with world_size ranks: a share of the cores each
+    threads = configure_threads(
+        int(os.environ.get(LANES_ENV) or 1) * int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    )
+    log.info("torch threads: %d", threads)
     device = os.environ.get("WORLDMILL_DEVICE")
     if device is None and world_size > 1:
         import torch

@@ -29,6 +29,7 @@ from manifests import (
     task_spec,
     write_shard,
 )
+from manifests.sharding import LANES_ENV
 from manifests.tasks import intermediate_root
 from tasks.reports import publish_report, remove_tree
 from tasks.shards import GPU_SLOT, run_shard
@@ -89,16 +90,20 @@ def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: Ba
         options.shard_size,
     )
 
+    window = shard_window(options)
+    # shards of this run working on this host at once: each worker takes its share of the cores
+    lanes = {LANES_ENV: str(min(window or len(shards), len(shards)) or 1)}
+
     def launch(shard: Shard):
         url = posixpath.join(workdir(output_root), "shards", f"{shard.shard_id}.json")
         write_shard(shard, url)
         if options.dispatch_deployment:
             deployment = options.dispatch_deployment
             return dispatch_shard.submit(deployment, url, shard.shard_id, options.gpus_per_shard)
-        return run_shard.submit(url, shard.shard_id, options.gpus_per_shard)
+        return run_shard.submit(url, shard.shard_id, options.gpus_per_shard, env=lanes)
 
     records: dict[str, ResultRecord] = {}
-    for shard, state in run_windowed(shards, launch, shard_window(options)):
+    for shard, state in run_windowed(shards, launch, window):
         ids = [row.id for row in shard.rows]
         found = read_records(records_dir, ids)
         records.update(found)

@@ -18,6 +18,9 @@ from manifests.readers import Manifest, ManifestError, ResolvedRow
 from manifests.schemas import RowBase
 from manifests.tasks import stage_of, task_of
 
+# The environment a shard's launcher (tasks/shards.py) gives its worker (cosmos_core/worker.py).
+LANES_ENV = "WORLDMILL_LANES"  # shards running at once on this host: the worker takes its share of the cores
+
 
 class ModelSpec(BaseModel):
     """Which weights a shard needs. Rows with equal specs share a shard and a loaded model."""
