@@ -26,12 +26,13 @@ from manifests import (
     plan_shards,
     read_manifest,
     read_records,
+    storage,
     task_spec,
     write_shard,
 )
 from manifests.sharding import LANES_ENV
 from manifests.tasks import intermediate_root
-from tasks.reports import publish_report, remove_tree
+from tasks.reports import grouped_errors, publish_report, remove_tree
 from tasks.shards import GPU_SLOT, run_shard
 
 
@@ -163,6 +164,18 @@ def run_windowed(shards: list[Shard], launch, window: int | None, poll_seconds: 
             time.sleep(poll_seconds)
 
 
+def finished_rows(manifest: Manifest, output_root: str, final_stage: str) -> dict[str, ResultRecord]:
+    """The records of the rows whose last stage succeeded and whose output exists."""
+    records_dir = posixpath.join(workdir(output_root), "records", final_stage)
+    records = read_records(records_dir, [row.id for row in manifest.rows])
+    by_id = {row.id: row for row in manifest.rows}
+    return {
+        row_id: record
+        for row_id, record in records.items()
+        if record.status == "ok" and storage.exists(by_id[row_id].output)
+    }
+
+
 def run_batch(flow_task: str, manifest_url: str, output_root: str, options: BatchOptions) -> dict:
     logger = get_run_logger()
     manifest = read_manifest(manifest_url, flow_task, output_root, input_root=options.input_root)
@@ -182,13 +195,24 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
         "%s: %d row(s) to generate, %d rejected by validation",
         manifest_url,
         len(manifest.rows),
-        len(manifest.errors),
+        len(manifest.rejected),
     )
-    for error in manifest.errors:
-        logger.warning("%s: %s", manifest_url, error)
+    for line in grouped_errors(manifest):
+        logger.warning("%s: %s", manifest_url, line)
 
-    final: dict[str, ResultRecord] = {}
-    remaining = manifest
+    # Rows a previous run finished (the last stage's "ok" record and the output exist) skip every stage:
+    # a rerun of text2world does not draw their first frames again.
+    final = finished_rows(manifest, output_root, spec.final.name)
+    if final:
+        logger.info("%d row(s) already done by an earlier run: skipped", len(final))
+        progress(len(final) * len(stages))
+    remaining = Manifest(
+        task=manifest.task,
+        source=manifest.source,
+        output_root=output_root,
+        rows=[row for row in manifest.rows if row.id not in final],
+        errors=[],
+    )
     for stage in stages:
         if not remaining.rows:
             break
@@ -209,7 +233,9 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
     summary = publish_report(manifest, list(final.values()), output_root, flow_task)
     failed = summary["failed"] + summary["rejected"]
     if failed:
+        counts = ", ".join(f"{summary[k]} {k}" for k in ("ok", "failed", "blocked", "rejected"))
         raise RowsFailed(
-            f"{failed} of {summary['rows']} row(s) failed or were rejected; see {summary['results_file']}"
+            f"{failed} of {summary['rows']} row(s) failed or were rejected ({counts}); "
+            f"see {summary['results_file']}"
         )
     return summary

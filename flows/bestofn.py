@@ -23,7 +23,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.batch import run_batch, workdir
-from flows.params import BestOfNParameters
+from flows.params import BestOfNParameters, with_parameter_docs
 from manifests import ResultRecord
 from manifests.tasks import BEST_OF_N
 
@@ -53,6 +53,7 @@ def candidate_table(output_root: str) -> list[dict]:
 
 
 @flow(name="video2world", log_prints=True)
+@with_parameter_docs
 def video2world_best_of_n(
     manifest: str,
     output_root: str,

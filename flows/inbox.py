@@ -65,7 +65,16 @@ def process_inbox(
     gpus_per_shard: int | None = None,  # None: the GPU pool's gpus_per_host, else 1 (flows/batch.py)
     max_manifests: int = 20,
 ) -> list[dict]:
-    """Run every new manifest of the inbox once, then file it under done/ or failed/ with its report."""
+    """Run every new manifest of the inbox once, then file it under done/ or failed/ with its report.
+
+    Args:
+        inbox: a folder or s3:// prefix where users drop manifests (CSV, JSON, JSONL, Parquet)
+        output_root: outputs of <inbox>/<stem>.csv go to <output_root>/<stem>/
+        task: the task every manifest of this inbox runs
+        shard_size: rows per shard
+        gpus_per_shard: GPUs per shard; unset: the GPU pool's gpus_per_host, else 1
+        max_manifests: manifests taken per run (the rest wait for the next one)
+    """
     logger = get_run_logger()
     fs, root = url_to_fs(inbox)
     fs.invalidate_cache()

@@ -13,13 +13,14 @@ from typing import Literal
 from prefect import flow
 
 from flows.batch import run_batch
-from flows.params import BatchParameters
+from flows.params import BatchParameters, with_parameter_docs
 from manifests.tasks import TASKS
 
 TaskName = Literal[tuple(TASKS)]
 
 
 @flow(name="manifest", log_prints=True)
+@with_parameter_docs
 def run_manifest(
     task: TaskName,
     manifest: str,

@@ -9,15 +9,33 @@ Each flow takes only what it uses: Text2Image has no resolution, frame rate or c
 
 from __future__ import annotations
 
+import inspect
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.batch import BatchOptions
-from manifests import ModelSpec
+from manifests import TASKS, ModelSpec
 from manifests.requests import Text2ImageModel, Video2WorldModel
 
-ROWS_MAY_SET_THEIR_OWN = "; rows may set their own"
+# What the batch flows' own parameters mean: the Prefect dashboard shows these in the run form.
+PARAMETER_DOCS = {
+    "task": f"the registered task to run (manifests/tasks.py): {', '.join(TASKS)}",
+    "manifest": "the manifest: CSV, JSON, JSONL or Parquet (the reference's batch JSON too), a path or an "
+    "s3:// URL",
+    "output_root": "where the outputs go (a path or an s3:// URL); each row's output is under it, "
+    "results.csv beside them",
+    "options": "run settings: sharding, GPUs, the model, the guardrail (each field describes itself)",
+}
+
+
+def with_parameter_docs(function):
+    """Give a flow function's docstring an Args section from PARAMETER_DOCS, which Prefect turns into the
+    parameters' descriptions (apply below @flow)."""
+    names = [name for name in inspect.signature(function).parameters if name in PARAMETER_DOCS]
+    lines = "\n".join(f"    {name}: {PARAMETER_DOCS[name]}" for name in names)
+    function.__doc__ = f"{inspect.cleandoc(function.__doc__ or '')}\n\nArgs:\n{lines}\n"
+    return function
 
 
 class BatchParameters(BaseModel):

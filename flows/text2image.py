@@ -5,11 +5,12 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.batch import run_batch
-from flows.params import Text2ImageParameters
+from flows.params import Text2ImageParameters, with_parameter_docs
 from manifests.tasks import TEXT2IMAGE
 
 
 @flow(name=TEXT2IMAGE.name, log_prints=True)
+@with_parameter_docs
 def text2image_batch(
     manifest: str,
     output_root: str,

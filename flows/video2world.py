@@ -5,11 +5,12 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.batch import run_batch
-from flows.params import VideoBatchParameters
+from flows.params import VideoBatchParameters, with_parameter_docs
 from manifests.tasks import VIDEO2WORLD
 
 
 @flow(name=VIDEO2WORLD.name, log_prints=True)
+@with_parameter_docs
 def video2world_batch(
     manifest: str,
     output_root: str,

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SerializeAsAny, ValidationError
@@ -54,6 +54,12 @@ class Manifest:
     output_root: str
     rows: list[ResolvedRow]  # the good rows, in manifest order
     errors: list[RowError]  # sorted by row number
+    given_ids: dict[int, str] = field(default_factory=dict)  # row -> the id it names, for rejected rows too
+
+    @property
+    def rejected(self) -> list[int]:
+        """The numbers of the rows rejected (a row may have several errors)."""
+        return sorted({error.row for error in self.errors})
 
 
 def read_manifest(
@@ -84,11 +90,14 @@ def read_manifest(
         raise ManifestError(f"manifest {url} has no rows")
 
     errors: list[RowError] = []
+    given_ids: dict[int, str] = {}
     validated: list[tuple[int, RowBase]] = []
     for number, raw in raw_rows:
         if isinstance(raw, RowError):
             errors.append(raw)
             continue
+        if isinstance(raw.get("id"), str | int) and not isinstance(raw.get("id"), bool):
+            given_ids[number] = str(raw["id"])
         row, row_errors = validate_row(model, number, _with_defaults(model, raw, defaults), outputs_as_given)
         errors.extend(row_errors)
         if row is not None:
@@ -116,7 +125,9 @@ def read_manifest(
     errors.sort(key=lambda e: e.row)  # stable: a row's errors keep their order
     bad = {e.row for e in errors}
     good = [r for r in resolved if r.row_number not in bad]
-    return Manifest(task=task, source=url, output_root=output_root, rows=good, errors=errors)
+    return Manifest(
+        task=task, source=url, output_root=output_root, rows=good, errors=errors, given_ids=given_ids
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -138,7 +149,11 @@ def validate_row(
     try:
         return model.model_validate(raw, context={OUTPUTS_AS_GIVEN: outputs_as_given}), []
     except ValidationError as e:
-        return None, [_row_error(model, number, raw, error) for error in e.errors()]
+        errors = [_row_error(model, number, raw, error) for error in e.errors()]
+        # A misspelled column is one mistake: 'promt' unknown (did you mean 'prompt'?) and the prompt
+        # missing; report it once, as the unknown field.
+        suggested = {e.message.rsplit("'", 2)[1] for e in errors if "(did you mean '" in e.message}
+        return None, [e for e in errors if not (e.message.endswith("is missing") and e.field in suggested)]
 
 
 def _row_error(model: type[RowBase], number: int, raw: dict[str, Any], error: dict) -> RowError:

@@ -12,14 +12,37 @@ from manifests import Manifest, ResultRecord, summarize, write_results_csv
 
 
 def rejected_records(manifest: Manifest) -> list[ResultRecord]:
-    """One failed record per row that validation rejected (it has no id yet), all its errors joined."""
+    """One failed record per row that validation rejected, all its errors joined; its id is the one the
+    row names, else row-<n>."""
     errors: dict[int, list[str]] = defaultdict(list)
     for error in manifest.errors:
         errors[error.row].append(str(error))
     return [
-        ResultRecord(id=f"row-{row}", row_number=row, status="failed", output="", error="; ".join(messages))
+        ResultRecord(
+            id=manifest.given_ids.get(row, f"row-{row}"),
+            row_number=row,
+            status="failed",
+            output="",
+            error="; ".join(messages),
+        )
         for row, messages in sorted(errors.items())
     ]
+
+
+def grouped_errors(manifest: Manifest) -> list[str]:
+    """The manifest's errors, one line per distinct (field, message) with the rows it concerns: a wrong
+    column in a thousand rows is one line, not a thousand."""
+    rows: dict[tuple[str | None, str], list[int]] = defaultdict(list)
+    for error in manifest.errors:
+        rows[(error.field, error.message)].append(error.row)
+    lines = []
+    for (field, message), numbers in rows.items():
+        shown = ", ".join(str(n) for n in numbers[:10]) + (
+            f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
+        )
+        where = f"row {shown}" if len(numbers) == 1 else f"rows {shown}"
+        lines.append(f"{where}, field '{field}': {message}" if field else f"{where}: {message}")
+    return lines
 
 
 def publish_report(manifest: Manifest, records: list[ResultRecord], output_root: str, flow_task: str) -> dict:

@@ -126,6 +126,7 @@ def test_bad_rows_are_reported_and_good_rows_generated(prefect_server, tmp_path)
     )
 
     assert state.is_failed() and "5 of 20 row(s) failed or were rejected" in state.message
+    assert "(15 ok, 0 failed, 0 blocked, 5 rejected)" in state.message  # the reason, on the run's page
     report = results(out)
     assert len(report) == 20
     bad = {int(r["row_number"]): r["error"] for r in report if r["status"] != "ok"}
@@ -135,6 +136,46 @@ def test_bad_rows_are_reported_and_good_rows_generated(prefect_server, tmp_path)
     good = [r for r in report if r["status"] == "ok"]
     assert len(good) == 15 and all(Path(r["output"]).is_file() for r in good)
     assert not (tmp_path / "escape.mp4").exists()
+
+
+def test_reports_count_rows_keep_ids_and_group_warnings(prefect_server, tmp_path, caplog):
+    from flows.text2image import text2image_batch
+
+    rows = [{"id": f"shot-{i}", "prompt": "a red ball", "steps": "2", "seed": str(i)} for i in range(4)]
+    for row in rows[:3]:
+        row["colour"] = "red"  # one wrong column on three rows: one warning line
+    rows[0]["seed"] = "x"  # and a second error on the first row: still one rejected row
+    state = text2image_batch(
+        manifest=write_csv(tmp_path / "m.csv", rows), output_root=str(tmp_path / "out"), return_state=True
+    )
+    assert state.is_failed()
+    assert "1 row(s) to generate, 3 rejected by validation" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if "unknown field 'colour'" in r.getMessage()]
+    assert len(warnings) == 1 and "rows 1, 2, 3, field 'colour'" in warnings[0]
+    report = results(tmp_path / "out")
+    assert [(r["id"], r["status"]) for r in report] == [
+        ("shot-0", "failed"),
+        ("shot-1", "failed"),
+        ("shot-2", "failed"),
+        ("shot-3", "ok"),
+    ]
+
+
+def test_a_finished_text2world_manifest_is_not_generated_again(prefect_server, tmp_path, caplog):
+    from flows.text2world import text2world_batch
+
+    manifest = write_csv(
+        tmp_path / "m.csv", [{"prompt": "a ball rolls", "steps": 2}, {"prompt": "a box", "steps": 2}]
+    )
+    out = tmp_path / "out"
+    assert text2world_batch(manifest=manifest, output_root=str(out))["ok"] == 2
+    records = out / ".worldmill" / "records"
+    stamps = {p: p.stat().st_mtime_ns for p in records.rglob("*.json")}
+    caplog.clear()
+    assert text2world_batch(manifest=manifest, output_root=str(out))["ok"] == 2
+    assert "2 row(s) already done by an earlier run: skipped" in caplog.text
+    assert "text2world-image:" not in caplog.text  # no image-stage shard planned: no first frame redrawn
+    assert {p: p.stat().st_mtime_ns for p in records.rglob("*.json")} == stamps
 
 
 def test_inbox_processes_each_manifest_exactly_once(prefect_server, tmp_path):
