@@ -26,7 +26,7 @@ from cosmos_core import media
 from cosmos_core.acceleration import Acceleration
 from cosmos_core.checkpoints import CheckpointError
 from cosmos_core.device import configure_threads
-from cosmos_core.flags import add_flags, values
+from cosmos_core.flags import ArgumentParser, add_flags, values
 from cosmos_core.guardrail import guard_from_args
 from cosmos_core.parallel import ContextParallel, maybe_init_distributed
 from cosmos_core.pipelines import (
@@ -138,7 +138,7 @@ def _add_parallel_flags(p: argparse.ArgumentParser) -> None:
 
 
 def text2image_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m examples.text2image", description="Text2Image generation")
+    p = ArgumentParser(prog="python -m examples.text2image", description="Text2Image generation")
     _add_generation_flags(p, Text2ImageRequest, {"prompt": TEXT2IMAGE_PROMPT})
     p.add_argument(
         "--save_path", default="output/generated_image.jpg", help="output image (local path or URL)"
@@ -163,7 +163,7 @@ def video2world_parser(
 ) -> argparse.ArgumentParser:
     """The video2world command's flags; best-of-N (cosmos_core/bestofn_command.py) builds on them with its
     own program name, description, --save_path (default, help), --checkpoint_dir help and request."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = ArgumentParser(prog=prog, description=description)
     _add_generation_flags(p, request, {"input_path": "assets/video2world/input0.jpg"})
     p.add_argument("--save_path", default=save_path[0], help=save_path[1])
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
@@ -174,7 +174,7 @@ def video2world_parser(
 
 
 def text2world_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m examples.text2world", description="Text2World generation")
+    p = ArgumentParser(prog="python -m examples.text2world", description="Text2World generation")
     _add_generation_flags(p, Text2WorldRequest, {"prompt": TEXT2WORLD_PROMPT})
     p.add_argument(
         "--save_path", default="output/generated_video.mp4", help="output video (local path or URL)"
@@ -298,6 +298,15 @@ def run(
     load: Callable[[argparse.Namespace], object],
     generate_and_save: Callable[[object, Request, str], None],
 ) -> int:
+    """A command from its flags to its outputs; the exit status (0 all written, 1 some failed, 130 Ctrl-C)."""
+    try:
+        return _run(task, argv, parser, load, generate_and_save)
+    except KeyboardInterrupt:
+        log.error("interrupted: stopped (the outputs written so far are complete; none is half-written)")
+        return 130
+
+
+def _run(task, argv, parser, load, generate_and_save) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # under torchrun: a share per rank
@@ -313,6 +322,20 @@ def run(
         )
         return 1
 
+    try:
+        failures = run_jobs(args, jobs, pipeline, generate_and_save)
+    except KeyboardInterrupt:
+        log.error(
+            "interrupted: stopped before finishing (written outputs are complete; nothing half-written)"
+        )
+        return 130
+    if args.batch_input_json:
+        log.info("%d of %d item(s) generated", len(jobs) - len(failures), len(jobs))
+    return 1 if failures else 0
+
+
+def run_jobs(args: argparse.Namespace, jobs: list[Job], pipeline, generate_and_save) -> list[str]:
+    """Generate each job; returns where the ones that failed are (each already logged in one line)."""
     failures = []
     for job in jobs:
         try:
@@ -331,9 +354,7 @@ def run(
             failures.append(job.where)
             message = _validation_message(error) if isinstance(error, ValidationError) else error
             log.error("%s: %s", job.where, message)
-    if args.batch_input_json:
-        log.info("%d of %d item(s) generated", len(jobs) - len(failures), len(jobs))
-    return 1 if failures else 0
+    return failures
 
 
 def _save(pipeline, request, output: str) -> None:

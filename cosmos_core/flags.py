@@ -9,13 +9,32 @@ exactly what a manifest row may say, under the same names (the reference's flag 
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a suggestion for a mistyped flag: `--sed 3` -> "did you mean --seed?"."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.match(r"unrecognized arguments: (.*)", message)
+        if match:
+            known = [s for action in self._actions for s in action.option_strings if s.startswith("--")]
+            hints = []
+            for word in match[1].split():
+                flag = word.split("=", 1)[0]
+                if flag.startswith("--") and (close := difflib.get_close_matches(flag, known, n=1)):
+                    hints.append(f"{flag}: did you mean {close[0]}?")
+            if hints:
+                message = f"{message} ({'; '.join(hints)})"
+        super().error(message)
 
 
 def add_flags(

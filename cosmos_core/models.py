@@ -138,7 +138,8 @@ def _load_official(
     if missing:
         raise CheckpointError(
             f"{preset.name}: checkpoint not found: {', '.join(map(str, missing))}; "
-            f"download it with `{download_command(preset)}` (or point --checkpoint_dir / $COSMOS_CHECKPOINT_DIR at it)"
+            f"download it with `{download_command(preset)}` (or point --checkpoint_dir / $COSMOS_CHECKPOINT_DIR at it); "
+            "or leave out --model_size to run the embedded default model, which needs no download"
         )
     dit = load_dit(files.dit, dit_config(preset.dit), device, dtype, ema=ema)
     vae = load_vae(files.vae, VAE_PRESETS[preset.vae], device, dtype)

@@ -1,6 +1,6 @@
 """`python -m examples.text2image`: the reference's command, on cosmos_core (see `--help`)."""
 
-from cosmos_core.cli import text2image_main
+from examples import run_command
 
 if __name__ == "__main__":
-    raise SystemExit(text2image_main())
+    run_command("cosmos_core.cli", "text2image_main")

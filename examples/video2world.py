@@ -1,6 +1,6 @@
 """`python -m examples.video2world`: the reference's command, on cosmos_core (see `--help`)."""
 
-from cosmos_core.cli import video2world_main
+from examples import run_command
 
 if __name__ == "__main__":
-    raise SystemExit(video2world_main())
+    run_command("cosmos_core.cli", "video2world_main")

@@ -1,6 +1,6 @@
 """`python -m examples.video2world_bestofn`: the reference's best-of-N command, on cosmos_core (see `--help`)."""
 
-from cosmos_core.bestofn_command import bestofn_main
+from examples import run_command
 
 if __name__ == "__main__":
-    raise SystemExit(bestofn_main())
+    run_command("cosmos_core.bestofn_command", "bestofn_main")

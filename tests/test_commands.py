@@ -4,6 +4,7 @@ reproducibility, video format, s3:// paths."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,7 @@ def test_explicit_size_without_checkpoint_names_path_and_download_command(workdi
     assert text2image_main(["--model_size", "2B", "--save_path", "x.jpg"]) == 1
     assert "checkpoints/nvidia/Cosmos-Predict2-2B-Text2Image/model.pt" in caplog.text
     assert "python -m scripts.download_checkpoints --model_types text2image --model_sizes 2B" in caplog.text
+    assert "or leave out --model_size to run the embedded default model" in caplog.text
 
 
 @pytest.mark.parametrize("command", ["text2image", "video2world", "text2world"])
@@ -253,3 +255,51 @@ def test_text2world_keeps_the_temporary_image_when_the_video_stage_fails(workdir
         pipeline.generate_and_save(Text2WorldRequest(prompt="a red ball", steps=2), "w/t.mp4")
     assert Path("w/t_temp.png").is_file() and not Path("w/t.mp4").exists()
     assert "the intermediate image is kept at w/t_temp.png" in caplog.text
+
+
+def test_a_mistyped_flag_gets_a_suggestion():
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.text2image", "--sed", "3", "--guidnce=2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "--sed: did you mean --seed?; --guidnce: did you mean --guidance?" in out.stderr
+
+
+def test_ctrl_c_stops_a_command_in_one_line(workdir):
+    """SIGINT while the model loads or generates: one line, exit 130, no traceback."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "examples.video2world",
+            "--input_path",
+            str(REPO / "assets/video2world/input0.jpg"),
+            "--steps",
+            "1000",
+            "--disable_guardrail",
+            "--save_path",
+            "v.mp4",
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COSMOS_CHECKPOINT_DIR": str(workdir / "none")},
+    )
+    lines = []
+    for line in process.stderr:  # wait until it is loading the model (torch imported)
+        lines.append(line)
+        if "embedded default model" in line:
+            break
+    time.sleep(1)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=300)
+    err = "".join(lines) + rest
+    assert process.returncode == 130, err
+    assert "interrupted: stopped" in err and "Traceback" not in err
+    assert not Path(workdir / "v.mp4").exists()
