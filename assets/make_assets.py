@@ -4,7 +4,8 @@
 
 The images and the clip are procedural stand-ins for the reference's photographs (same file names,
 so its documented commands run as written): a sky-to-floor gradient with colored boxes and a ball;
-input3.mp4 is 9 frames of the ball rolling right, for 5-frame conditioning.
+input3.mp4 is 9 frames of the ball rolling right, for 5-frame conditioning. Under assets/embedded/: the same
+kinds of file from the embedded default model's own world (see `embedded`).
 """
 
 from __future__ import annotations
@@ -96,5 +97,36 @@ def main() -> None:
         )
 
 
+# The embedded default model's own world (cosmos_core/world), for running the examples without checkpoints:
+# held-out scenes (never trained on), their captions as prompts. The reference's files above stay for real
+# checkpoints: the embedded model cannot represent them (its VAE round trip of input0.jpg is about 15 dB).
+EMBEDDED = ROOT / "embedded"
+
+
+def embedded() -> None:
+    from cosmos_core.world import render, scene_from_seed
+    from cosmos_core.world.scene import HELD_OUT_SEED, caption
+
+    scenes = [scene_from_seed(HELD_OUT_SEED + k) for k in range(7)]
+    for i in range(3):
+        media.write_image(str(EMBEDDED / "video2world" / f"input{i}.jpg"), render(scenes[i])[0], quality=95)
+    media.write_video(str(EMBEDDED / "video2world" / "input3.mp4"), render(scenes[3])[:9], fps=16)
+    video = [
+        {
+            "input_video": f"assets/embedded/video2world/input{i}.jpg",
+            "prompt": caption(scenes[i]),
+            "output_video": f"output/embedded-video2world-{i}.mp4",
+        }
+        for i in range(3)
+    ]
+    world = [
+        {"prompt": caption(scenes[4 + i]), "output_video": f"output/embedded-text2world-{i}.mp4"}
+        for i in range(3)
+    ]
+    for command, batch in (("video2world", video), ("text2world", world)):
+        (EMBEDDED / command / "batch_example.json").write_text(json.dumps(batch, indent=4) + "\n")
+
+
 if __name__ == "__main__":
     main()
+    embedded()

@@ -114,6 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise ValueError(
             "--prompt_prefix applies to GR00T Dreams (--gr00t_variant) only, which is not supported"
         )
+    cli.default_input(args)
     request = BestOfNRequest.model_validate(values(args, BestOfNRequest))  # limits: one error per flag
     if args.benchmark:
         log.info("--benchmark: not used by best-of-N (each generation is timed in its sidecar)")

@@ -35,6 +35,7 @@ from cosmos_core.pipelines import (
     Video2WorldPipeline,
     save_generation,
 )
+from cosmos_core.pipelines.base import resolve_preset
 from cosmos_core.pipelines.video2world import ConditioningError
 from cosmos_core.text_encoder import TextEncoderOptions
 from manifests import read_manifest
@@ -58,6 +59,11 @@ TEXT2IMAGE_PROMPT = (
     "creak of old floorboards. With each pass, the floor grows cleaner, restoring a sense of quiet order to the "
     "humble room."
 )
+# --input_path's default: the reference's example for real checkpoints; for the embedded default model, a
+# scene of its own world (assets/make_assets.py), which it can represent.
+REFERENCE_INPUT = "assets/video2world/input0.jpg"
+EMBEDDED_INPUT = "assets/embedded/video2world/input0.jpg"
+
 TEXT2WORLD_PROMPT = (
     "An autonomous welding robot arm operating inside a modern automotive factory, sparks flying as it welds "
     "a car frame with precision under bright overhead lights."
@@ -164,7 +170,7 @@ def video2world_parser(
     """The video2world command's flags; best-of-N (cosmos_core/bestofn_command.py) builds on them with its
     own program name, description, --save_path (default, help), --checkpoint_dir help and request."""
     p = ArgumentParser(prog=prog, description=description)
-    _add_generation_flags(p, request, {"input_path": "assets/video2world/input0.jpg"})
+    _add_generation_flags(p, request, {"input_path": None})
     p.add_argument("--save_path", default=save_path[0], help=save_path[1])
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
     _add_parallel_flags(p)
@@ -198,6 +204,24 @@ class Job:
     output: str
     request: Request | None = None
     error: str | None = None  # why this item cannot run
+
+
+def default_input(args: argparse.Namespace) -> None:
+    """Set --input_path when it was left out: the reference's example, or, when the run will use the
+    embedded default model, a scene of that model's world."""
+    if getattr(args, "input_path", "") is not None:
+        return
+    preset = resolve_preset(
+        VIDEO2WORLD.name,
+        args.model_size,
+        args.checkpoint_dir,
+        args.resolution,
+        args.fps,
+        args.dit_path or None,
+        args.natten,
+    )
+    args.input_path = EMBEDDED_INPUT if preset.embedded else REFERENCE_INPUT
+    log.info("no --input_path given: conditioning on %s", args.input_path)
 
 
 def command_jobs(args: argparse.Namespace, task: TaskSpec) -> list[Job]:
@@ -312,6 +336,7 @@ def _run(task, argv, parser, load, generate_and_save) -> int:
     configure_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # under torchrun: a share per rank
     try:
         args.cp = context_parallel_from_args(args)
+        default_input(args)
         jobs = command_jobs(args, task)
         # The guardrail and (video commands) the prompt refiner around the pipeline; a refused item raises
         # GuardrailBlocked (a ValueError): reported like a bad item, nothing written for it.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job: the reference's text2world batch example as a Prefect run of `text2world/batch`, on the
-# embedded default model (no checkpoints needed). Uses the Prefect server at $PREFECT_API_URL (default
+# The main job: a text2world batch example as a Prefect run of `text2world/batch`: on the embedded default
+# model (no checkpoints needed) the prompts of its own world, with checkpoints the reference's example. Uses the Prefect server at $PREFECT_API_URL (default
 # http://127.0.0.1:4200/api) or starts one in the background (left running for the dashboard), creates
-# the pools, deploys prefect.yaml, starts a worker for this run, runs the deployment and waits for it.
+# the pools, deploys prefect.yaml, starts a worker (left running too, reused by the next run), runs the
+# deployment and waits for it.
 # Usage: bash infra/main-job.sh [MANIFEST] [OUTPUT_ROOT]
 set -euo pipefail
 INFRA="$(cd "$(dirname "$0")" && pwd)"
@@ -12,7 +13,12 @@ cd "$ROOT"
 source "$INFRA/server.env"
 PREFECT="$(command -v prefect || echo "$ROOT/.venv/bin/prefect")"
 PYTHON="$(dirname "$PREFECT")/python"
-MANIFEST="${1:-$ROOT/assets/text2world/batch_example.json}"
+# Without the 2B Video2World checkpoint the run uses the embedded default model: give it prompts of its
+# own world (assets/embedded/); with it, the reference's batch example.
+CHECKPOINT="${COSMOS_CHECKPOINT_DIR:-$ROOT/checkpoints}/$("$PYTHON" -c 'from manifests.presets import video2world_preset as p; m = p("2B"); print(m.repo_id + "/" + m.dit_file)')"
+if [ -f "$CHECKPOINT" ]; then DEFAULT_MANIFEST="$ROOT/assets/text2world/batch_example.json"
+else DEFAULT_MANIFEST="$ROOT/assets/embedded/text2world/batch_example.json"; fi
+MANIFEST="${1:-$DEFAULT_MANIFEST}"
 OUTPUT_ROOT="${2:-$ROOT/output/main-job}"
 export WORLDMILL_HOME="$ROOT" PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-2}"
 STATE="${PREFECT_HOME:-$HOME/.prefect}"
@@ -20,9 +26,7 @@ mkdir -p "$STATE"
 
 healthy() { "$PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/health", timeout=2)' "$PREFECT_API_URL" 2>/dev/null; }
 
-STARTED=""
 if ! healthy; then
-  STARTED=1
   echo "main job: starting a Prefect server in the background (log: $STATE/server.log)"
   setsid "$PREFECT" server start --host "$PREFECT_SERVER_API_HOST" --port "$PREFECT_SERVER_API_PORT" \
     >"$STATE/server.log" 2>&1 < /dev/null &
@@ -34,19 +38,31 @@ fi
 bash "$INFRA/create-pools.sh" > /dev/null
 bash "$INFRA/deploy.sh" > /dev/null
 
-"$PREFECT" worker start --pool "${WORLDMILL_POOL:-worldmill}" --limit 1 > "$STATE/main-job-worker.log" 2>&1 &
-WORKER=$!
-trap 'kill "$WORKER" 2>/dev/null || true' EXIT
+# A worker for the orchestration pool, left running beside the server (the next run, and any
+# `prefect deployment run` from the README, needs one); reused when the previous one is still alive.
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+if ! alive "$STATE/worker.pid"; then
+  echo "main job: starting a worker for pool ${WORLDMILL_POOL:-worldmill} in the background (log: $STATE/worker.log)"
+  setsid "$PREFECT" worker start --pool "${WORLDMILL_POOL:-worldmill}" --limit 1 \
+    >"$STATE/worker.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/worker.pid"
+fi
 
 echo "main job: prefect deployment run text2world/batch (manifest $MANIFEST)"
 status=0
 "$PREFECT" deployment run text2world/batch --param "manifest=$MANIFEST" --param "output_root=$OUTPUT_ROOT" \
   --watch --watch-interval 2 || status=$?
 echo
-echo "main job: outputs in $OUTPUT_ROOT (results: $OUTPUT_ROOT/results.csv)"
-if [ -n "$STARTED" ]; then
-  echo "main job: dashboard at ${PREFECT_API_URL%/api} (server left running; stop it: kill \$(cat $STATE/server.pid))"
+if [ -f "$OUTPUT_ROOT/results.csv" ]; then
+  echo "main job: outputs (results: $OUTPUT_ROOT/results.csv):"
+  "$PYTHON" -c 'import csv, sys; [print("  " + r["status"] + "  " + (r["output"] or r["error"])) for r in csv.DictReader(open(sys.argv[1]))]' "$OUTPUT_ROOT/results.csv"
 else
-  echo "main job: dashboard at ${PREFECT_API_URL%/api}"
+  echo "main job: no results in $OUTPUT_ROOT"
+fi
+echo "main job: dashboard at ${PREFECT_API_URL%/api}; the server and a worker are left running for it"
+if [ -f "$STATE/server.pid" ]; then
+  echo "main job: stop both with: kill \$(cat $STATE/server.pid) \$(cat $STATE/worker.pid)"
+else
+  echo "main job: stop the worker with: kill \$(cat $STATE/worker.pid)"
 fi
 exit "$status"

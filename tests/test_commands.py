@@ -303,3 +303,26 @@ def test_ctrl_c_stops_a_command_in_one_line(workdir):
     assert process.returncode == 130, err
     assert "interrupted: stopped" in err and "Traceback" not in err
     assert not Path(workdir / "v.mp4").exists()
+
+
+def test_conditioning_the_model_cannot_represent_is_warned_about(workdir, caplog):
+    """The reference's example input is outside the embedded model's world: its VAE round trip is poor,
+    and the log and the sidecar say so; a scene of the model's own world round-trips well."""
+    outside = ["--input_path", str(REPO / "assets/video2world/input0.jpg"), "--save_path", "out.mp4"]
+    assert video2world_main([*outside, *FAST]) == 0
+    poor = json.loads(Path("out.mp4.json").read_text())["conditioning_round_trip_psnr_db"]
+    assert poor < 25 and f"VAE round trip is {poor:.1f} dB (below 25 dB)" in caplog.text
+    caplog.clear()
+    inside = ["--input_path", str(REPO / "assets/embedded/video2world/input0.jpg"), "--save_path", "in.mp4"]
+    assert video2world_main([*inside, *FAST]) == 0
+    assert json.loads(Path("in.mp4.json").read_text())["conditioning_round_trip_psnr_db"] > 30
+    assert "round trip" not in caplog.text
+
+
+def test_without_input_path_the_embedded_model_gets_a_scene_of_its_world(workdir, monkeypatch, caplog):
+    out = workdir / "v.mp4"  # workdir holds the assets, as the repository root does
+    assert video2world_main(["--save_path", str(out), *FAST]) == 0
+    assert "no --input_path given: conditioning on assets/embedded/video2world/input0.jpg" in caplog.text
+    assert json.loads(Path(f"{out}.json").read_text())["parameters"]["input_path"].endswith(
+        "assets/embedded/video2world/input0.jpg"
+    )

@@ -8,6 +8,7 @@ VAE-encoded: the VAE is causal, so their latents equal those of the reference's 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -33,6 +34,7 @@ from cosmos_core.pipelines.base import (
 from cosmos_core.sampler import initial_noise, karras_sigmas, sample
 from cosmos_core.text_encoder import T5TextEncoder, TextEncoderOptions
 from cosmos_core.vae import latent_frames
+from cosmos_core.world.metrics import psnr
 from manifests.requests import Video2WorldRequest
 
 # Latent frames per VAE decoder call on a GPU (the reference decodes 1 at a time): 2 decodes a 720p
@@ -41,6 +43,11 @@ from manifests.requests import Video2WorldRequest
 # rounding: relative difference 1.25e-2 with random weights, against 1.65e-2 between our decode and
 # diffusers' (benchmarks/results/2026-12-02-h200.json). The CPU keeps 1: exact embedded-model outputs.
 GPU_DECODE_CHUNK = 2
+
+
+log = logging.getLogger("cosmos_core")
+
+ROUND_TRIP_WARN_DB = 25.0  # the embedded model's own world round-trips far above this; photographs far below
 
 
 class ConditioningError(ValueError):
@@ -142,6 +149,25 @@ class Video2WorldPipeline:
         timings["total_s"] = round(timings["total_s"] + read_s, 4)
         return generation
 
+    def round_trip_psnr(self, condition_video: torch.Tensor, latents: torch.Tensor, input_path: str) -> float:
+        """PSNR (dB) of the conditioning frames through the VAE and back: what the model can see of its
+        input. Below ROUND_TRIP_WARN_DB the input lies outside what the model represents (an embedded-world
+        model given a photograph, say) and the video will not follow it: a warning says so."""
+        decoded = self.bundle.vae.decode(latents.to(self.bundle.dtype))
+        db = psnr(to_uint8_frames(condition_video), to_uint8_frames(decoded)[: condition_video.shape[2]])
+        if db < ROUND_TRIP_WARN_DB:
+            log.warning(
+                "conditioning input %s: its VAE round trip is %.1f dB (below %.0f dB): this model cannot "
+                "represent it well, and the video will not follow it%s",
+                input_path,
+                db,
+                ROUND_TRIP_WARN_DB,
+                " (the embedded model knows its own world only: see assets/embedded/)"
+                if self.bundle.preset.embedded
+                else "",
+            )
+        return db
+
     @torch.no_grad()
     def generate_from_frames(self, request: Video2WorldRequest, frames: np.ndarray) -> Generation:
         """Generate from conditioning frames already in memory: (n, H, W, 3) uint8, n >= the request's
@@ -164,6 +190,9 @@ class Video2WorldPipeline:
 
         with timings.stage("vae_encode_s"):
             cond_latents = b.vae.encode(condition_video.to(b.dtype)).float()  # (1, z, n, h, w)
+
+        with timings.stage("round_trip_s"):
+            round_trip_db = self.round_trip_psnr(condition_video, cond_latents, request.input_path)
 
         with timings.stage("text_encode_s"):
             emb = b.text_encoder.encode([request.prompt, request.negative_prompt]).to(b.device)
@@ -194,6 +223,7 @@ class Video2WorldPipeline:
             frames=len(video),
             fps=b.preset.fps,
             conditional_latent_frames=num_cond_latents,
+            conditioning_round_trip_psnr_db=round(round_trip_db, 2),
             dit_evaluations=denoiser.calls,
         )
         sidecar.update(step_cache_summary(denoiser))
