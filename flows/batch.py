@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.deployments import run_deployment
 
+from flows.progress import RunProgress
 from manifests import (
     Manifest,
     ModelSpec,
@@ -32,7 +32,7 @@ from manifests import (
 )
 from manifests.sharding import LANES_ENV
 from manifests.tasks import intermediate_root
-from tasks.reports import grouped_errors, publish_report, remove_tree
+from tasks.reports import grouped_errors, publish_report, publish_table, remove_tree
 from tasks.shards import GPU_SLOT, run_shard
 
 
@@ -68,9 +68,17 @@ def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int | N
     return {"shard_id": shard_id}
 
 
-def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: BatchOptions, progress) -> dict:
+def run_stage(
+    stage: str,
+    rows_manifest: Manifest,
+    output_root: str,
+    options: BatchOptions,
+    progress: RunProgress,
+    on_shard_end=lambda records: None,
+) -> dict:
     """All shards of one stage; returns {row id: record}; rows of a shard that failed for good get a
-    "failed" record naming the shard's error."""
+    "failed" record naming the shard's error. The progress artifact follows rows as they finish;
+    `on_shard_end(records so far)` runs as each shard ends."""
     logger = get_run_logger()
     records_dir = posixpath.join(workdir(output_root), "records", stage)
     shards: list[Shard] = [
@@ -104,7 +112,13 @@ def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: Ba
         return run_shard.submit(url, shard.shard_id, options.gpus_per_shard, env=lanes)
 
     records: dict[str, ResultRecord] = {}
-    for shard, state in run_windowed(shards, launch, window):
+    progress.start(stage, len(rows_manifest.rows))
+    running_ids = [row.id for row in rows_manifest.rows]
+
+    def tick() -> None:  # rows finished inside shards still running
+        progress.rows_done(stage, {**read_records(records_dir, running_ids), **records})
+
+    for shard, state in run_windowed(shards, launch, window, on_tick=tick):
         ids = [row.id for row in shard.rows]
         found = read_records(records_dir, ids)
         records.update(found)
@@ -116,7 +130,8 @@ def run_stage(stage: str, rows_manifest: Manifest, output_root: str, options: Ba
                     records[row.id] = ResultRecord(
                         id=row.id, row_number=row.row_number, status="failed", output=row.output, error=error
                     )
-        progress(len(shard.rows))
+        progress.rows_done(stage, records)
+        on_shard_end(records)
     return records
 
 
@@ -147,11 +162,23 @@ def gpu_slots() -> int | None:
     return limit.limit if limit.active else None
 
 
-def run_windowed(shards: list[Shard], launch, window: int | None, poll_seconds: float = 0.25):
-    """Launch shards keeping at most `window` in flight; yields (shard, final state) as each ends."""
+def run_windowed(
+    shards: list[Shard],
+    launch,
+    window: int | None,
+    poll_seconds: float = 0.25,
+    on_tick=None,
+    tick_seconds: float = 5.0,
+):
+    """Launch shards keeping at most `window` in flight; yields (shard, final state) as each ends, and
+    calls `on_tick` every `tick_seconds` while shards run (to count the rows they have finished)."""
     waiting = list(shards)
     running = []
+    last_tick = time.monotonic()
     while waiting or running:
+        if on_tick is not None and time.monotonic() - last_tick >= tick_seconds:
+            on_tick()
+            last_tick = time.monotonic()
         while waiting and (window is None or len(running) < window):
             shard = waiting.pop(0)
             running.append((shard, launch(shard)))
@@ -182,14 +209,7 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
     spec = task_spec(flow_task)
     # each task's stages in order (manifests/tasks.py); a row goes on only if its previous stage succeeded
     stages = [stage.name for stage in spec.stages]
-    total_units = max(len(manifest.rows) * len(stages), 1)
-    done_units = 0
-    artifact_id = create_progress_artifact(0.0, description=f"{flow_task}: {manifest_url} -> {output_root}")
-
-    def progress(units: int) -> None:
-        nonlocal done_units
-        done_units += units
-        update_progress_artifact(artifact_id, 100.0 * done_units / total_units)
+    progress = RunProgress(flow_task, stages, f"{manifest_url} -> {output_root}")
 
     logger.info(
         "%s: %d row(s) to generate, %d rejected by validation",
@@ -205,7 +225,6 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
     final = finished_rows(manifest, output_root, spec.final.name)
     if final:
         logger.info("%d row(s) already done by an earlier run: skipped", len(final))
-        progress(len(final) * len(stages))
     remaining = Manifest(
         task=manifest.task,
         source=manifest.source,
@@ -213,10 +232,19 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
         rows=[row for row in manifest.rows if row.id not in final],
         errors=[],
     )
+
+    def publish_so_far(stage: str, records: dict[str, ResultRecord]) -> None:
+        """The row table while the run goes on: the rows done (ok in the last stage, or stopped by a
+        failure in any), the others waiting."""
+        shown = [r for r in {**final, **records}.values() if stage == stages[-1] or r.status != "ok"]
+        publish_table(manifest, shown, flow_task, f"in progress ({stage})")
+
     for stage in stages:
         if not remaining.rows:
             break
-        records = run_stage(stage, remaining, output_root, options, progress)
+        records = run_stage(
+            stage, remaining, output_root, options, progress, lambda r, stage=stage: publish_so_far(stage, r)
+        )
         final.update(records)
         ok = [row for row in remaining.rows if records.get(row.id) and records[row.id].status == "ok"]
         remaining = Manifest(
@@ -228,7 +256,7 @@ def run_batch(flow_task: str, manifest_url: str, output_root: str, options: Batc
         final[row_id] = record.model_copy(update={"output": by_id[row_id].output})
     if any(stage.intermediate for stage in spec.stages):
         remove_tree(intermediate_root(output_root))
-    update_progress_artifact(artifact_id, 100.0)
+    progress.finish()
 
     summary = publish_report(manifest, list(final.values()), output_root, flow_task)
     failed = summary["failed"] + summary["rejected"]

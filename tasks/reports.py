@@ -45,26 +45,46 @@ def grouped_errors(manifest: Manifest) -> list[str]:
     return lines
 
 
+def publish_table(manifest: Manifest, records: list[ResultRecord], flow_task: str, note: str) -> None:
+    """The row table artifact (key <task>-rows, a new version each time): every row with a record so far,
+    the rejected ones and, while the run goes on, the rows still waiting."""
+    done = {r.row_number for r in records}
+    waiting = [
+        {
+            "row": row.row_number,
+            "id": row.id,
+            "status": "waiting",
+            "output": row.output,
+            "seconds": 0.0,
+            "error": "",
+        }
+        for row in manifest.rows
+        if row.row_number not in done
+    ]
+    rows = [
+        {
+            "row": r.row_number,
+            "id": r.id,
+            "status": r.status,
+            "output": r.output,
+            "seconds": r.seconds,
+            "error": r.error or "",
+        }
+        for r in [*records, *rejected_records(manifest)]
+    ]
+    create_table_artifact(
+        key=f"{flow_task}-rows",
+        table=sorted([*rows, *waiting], key=lambda line: line["row"]),
+        description=f"{flow_task}: every row of {manifest.source}; {note}",
+    )
+
+
 def publish_report(manifest: Manifest, records: list[ResultRecord], output_root: str, flow_task: str) -> dict:
     rejected = rejected_records(manifest)
     everything = sorted([*records, *rejected], key=lambda r: r.row_number)
     results_file = posixpath.join(output_root.rstrip("/"), "results.csv")
     write_results_csv(everything, results_file)
-    create_table_artifact(
-        key=f"{flow_task}-rows",
-        table=[
-            {
-                "row": r.row_number,
-                "id": r.id,
-                "status": r.status,
-                "output": r.output,
-                "seconds": r.seconds,
-                "error": r.error or "",
-            }
-            for r in everything
-        ],
-        description=f"{flow_task}: every row of {manifest.source}; results file {results_file}",
-    )
+    publish_table(manifest, records, flow_task, f"results file {results_file}")
     counts = summarize(records)
     return {
         "rows": len(everything),

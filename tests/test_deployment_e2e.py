@@ -44,17 +44,19 @@ async def wait_for_run(flow_run_id: str, timeout: float = 400):
     raise TimeoutError(f"flow run {flow_run_id} did not finish in {timeout} s")
 
 
-async def table_artifact(flow_run_id: str):
+async def run_artifacts(flow_run_id: str, kind: str):
+    """The run's artifacts of one type, oldest first (a keyed artifact published again is a new version)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
     async with get_client() as client:
-        return await client.read_artifacts(
+        found = await client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-                type=ArtifactFilterType(any_=["table"]),
+                type=ArtifactFilterType(any_=[kind]),
             )
         )
+    return sorted(found, key=lambda a: a.created)
 
 
 async def child_shard_runs(parent_id: str) -> int:
@@ -113,10 +115,15 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
         with open(out / "results.csv", newline="") as f:
             report = list(csv.DictReader(f))
         assert [r["status"] for r in report] == ["ok", "ok", "ok"]
-        artifacts = asyncio.run(table_artifact(flow_run_id))
-        assert len(artifacts) == 1
-        rows = artifacts[0].data if isinstance(artifacts[0].data, list) else json.loads(artifacts[0].data)
+        tables = asyncio.run(run_artifacts(flow_run_id, "table"))
+        assert {t.key for t in tables} == {"text2world-rows"} and len(
+            tables
+        ) >= 2  # during the run, and at its end
+        rows = tables[-1].data if isinstance(tables[-1].data, list) else json.loads(tables[-1].data)
         assert sorted(r["status"] for r in rows) == ["ok", "ok", "ok"]
+        (progress,) = asyncio.run(run_artifacts(flow_run_id, "progress"))
+        assert progress.key == "text2world-progress" and float(progress.data) == 100.0
+        assert "text2world-video: 3 ok, 0 failed, 0 blocked, 0 left" in progress.description
 
         # Dispatch: each shard becomes a run of generate-shard/gpu (same pool here; a GPU pool in a fleet).
         manifest = tmp_path / "t2i.jsonl"
