@@ -50,8 +50,10 @@ fi
 
 echo "main job: prefect deployment run text2world/batch (manifest $MANIFEST)"
 status=0
-"$PREFECT" deployment run text2world/batch --param "manifest=$MANIFEST" --param "output_root=$OUTPUT_ROOT" \
-  --watch --watch-interval 2 || status=$?
+# infra/run.py: `prefect deployment run --watch`, and Ctrl-C cancels the run (and its shards)
+"$PYTHON" "$INFRA/run.py" text2world/batch --param "manifest=$MANIFEST" --param "output_root=$OUTPUT_ROOT" \
+  || status=$?
+if [ "$status" -eq 130 ]; then exit 130; fi
 echo
 if [ -f "$OUTPUT_ROOT/results.csv" ]; then
   echo "main job: outputs (results: $OUTPUT_ROOT/results.csv):"

@@ -12,7 +12,9 @@ process) and reads the result records the worker writes. Failures are classified
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 
@@ -36,6 +38,30 @@ class ShardCrashed(RuntimeError):
 
 class ShardConfigError(RuntimeError):
     """The worker could not start generating (e.g. a missing checkpoint): retrying would not help."""
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGTERM when this (Prefect) process dies, however it
+    dies (a cancelled flow run killed by its worker, kill -9), so no shard outlives its flow run (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def stop_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
+    """SIGTERM to the worker's process group (torchrun and every rank), SIGKILL after `grace_seconds`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def worker_command(shard_url: str, gpus: int) -> list[str]:
@@ -98,13 +124,24 @@ def run_shard(
     tail: collections.deque[str] = collections.deque(maxlen=40)
     with concurrency(GPU_SLOT, occupy=max(gpus, 1), strict=False):
         with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=process_env
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=process_env,
+            start_new_session=True,  # its own process group: torchrun and its ranks are stopped together
+            preexec_fn=die_with_parent,
         ) as process:
-            for line in process.stdout:
-                line = line.rstrip()
-                tail.append(line)
-                logger.info(line)
-            returncode = process.wait()
+            try:
+                for line in process.stdout:
+                    line = line.rstrip()
+                    tail.append(line)
+                    logger.info(line)
+                returncode = process.wait()
+            except BaseException:  # cancelled, interrupted, terminated: the GPUs must be freed now
+                stop_group(process)
+                raise
     if returncode == 0:
         return {"shard_id": shard_id, "attempt": attempt}
     last = "\n".join(list(tail)[-10:])

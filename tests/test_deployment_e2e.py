@@ -7,7 +7,10 @@ import asyncio
 import csv
 import json
 import re
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,28 @@ async def child_shard_runs(parent_id: str) -> int:
         task_runs = {r.parent_task_run_id for r in runs if r.parent_task_run_id}
         parents = [await client.read_task_run(t) for t in task_runs]
         return sum(1 for t in parents if str(t.flow_run_id) == parent_id)
+
+
+def shard_workers(output_root: Path) -> list[int]:
+    """cosmos_core.worker processes working on shards under `output_root`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "cosmos_core.worker" in cmdline and str(output_root) in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def wait_until(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return bool(condition())
 
 
 def test_text2world_batch_deployment(prefect_server, tmp_path):
@@ -144,6 +169,35 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
         assert run.state.is_completed(), f"{run.state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
         assert len(list((tmp_path / "dispatched").glob("*.jpg"))) == 2
         assert asyncio.run(child_shard_runs(parent)) == 2
+
+        # Ctrl-C on infra/run.py (what the main job runs): the flow run is cancelled and its shard's
+        # worker process stops with it.
+        slow = tmp_path / "slow.jsonl"
+        slow.write_text(json.dumps({"prompt": "a red ball", "steps": 1000}) + "\n")
+        runner = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "infra/run.py"),
+                "text2image/batch",
+                "--param",
+                f"manifest={slow}",
+                "--param",
+                f"output_root={tmp_path / 'cancelled'}",
+            ],
+            env={**prefect_server.env, **env},
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        header = runner.stdout.readline()
+        flow_run_id = re.search(r"\(([0-9a-f-]{36})\)", header).group(1)
+        assert wait_until(lambda: shard_workers(tmp_path / "cancelled"), timeout=600), "no shard started"
+        runner.send_signal(signal.SIGINT)
+        rest, _ = runner.communicate(timeout=120)
+        assert runner.returncode == 130 and "interrupted: cancelling flow run" in rest
+        run = asyncio.run(wait_for_run(flow_run_id))
+        assert run.state.is_cancelled(), run.state
+        assert wait_until(lambda: not shard_workers(tmp_path / "cancelled"), timeout=120)
     finally:
         stop(worker)
         log.close()
