@@ -26,3 +26,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not torch.cuda.is_available():
             item.add_marker(skip_gpu)
+
+
+def pytest_configure(config):
+    import tests.prefect_server
+
+    tests.prefect_server.PYTEST_CONFIG = config  # say(): progress lines of the long tests, past the capture

@@ -22,13 +22,28 @@ import pytest
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
+PYTEST_CONFIG = None  # set by tests/conftest.py: what say() needs to get past pytest's output capture
+
+
+def say(message: str) -> None:
+    """A progress line from a long test, shown even while pytest captures output (-q): on a slow, shared
+    machine a silent test that takes minutes looks like a hang."""
+    capture = PYTEST_CONFIG.pluginmanager.getplugin("capturemanager") if PYTEST_CONFIG else None
+    line = f"\n  [{time.strftime('%H:%M:%S')}] {message}"
+    if capture is None:
+        print(line, end="", file=sys.stderr, flush=True)
+        return
+    with capture.global_and_fixture_disabled():
+        print(line, end="", file=sys.stderr, flush=True)
+
+
 @dataclass
 class PrefectServer:
     api_url: str
     home: Path
     env: dict[str, str]
 
-    def cli(self, *args: str, timeout: float = 120, cwd: str | Path | None = None, extra_env=None) -> str:
+    def cli(self, *args: str, timeout: float = 600, cwd: str | Path | None = None, extra_env=None) -> str:
         """Run a `prefect` command against this server; its output, or an assertion error with it."""
         env = {**self.env, **(extra_env or {})}
         done = subprocess.run(

@@ -109,7 +109,7 @@ def test_best_of_n_deploys_and_its_flow_picks_the_best_candidate(prefect_server,
     }
     prefect_server.cli("work-pool", "create", "bestofn-test", "--type", "process", "--overwrite")
     deployed = prefect_server.cli(
-        "--no-prompt", "deploy", "--name", "best-of-n", cwd=REPO, extra_env=env, timeout=300
+        "--no-prompt", "deploy", "--name", "best-of-n", cwd=REPO, extra_env=env, timeout=900
     )
     assert "video2world/best-of-n" in deployed
 

@@ -80,7 +80,7 @@ def test_templates_ask_for_gpus():
 
 
 def run_script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    return subprocess.run(["bash", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
 async def read_state(pools: list[str], deployments: list[str]) -> dict:
