@@ -194,12 +194,12 @@ def text2world_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Jobs: the one request of the flags, or the items of --batch_input_json (read as a manifest)
+# Items: the one request of the flags, or the items of --batch_input_json (read as a manifest)
 # ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Job:
+class Item:
     where: str  # the command, or "batch item <i> of <file>" (items count from 0, as in the JSON list)
     output: str
     request: Request | None = None
@@ -224,17 +224,17 @@ def default_input(args: argparse.Namespace) -> None:
     log.info("no --input_path given: conditioning on %s", args.input_path)
 
 
-def command_jobs(args: argparse.Namespace, task: TaskSpec) -> list[Job]:
-    """The flags' request (errors raise), or one Job per batch item: the flags are the defaults of what an
-    item leaves out, items are validated as manifest rows of `task` (every check and message of a
-    manifest), and an item may not ask for another model than the command's (one model per command)."""
+def command_items(args: argparse.Namespace, task: TaskSpec) -> list[Item]:
+    """The flags' request (errors raise), or one Item per batch item, in file order: the flags are the
+    defaults of what an item leaves out, items are validated as manifest rows of `task` (every check and
+    message of a manifest), and an item may not ask for another model than the command's."""
     row_model = task.row_model
     flags = values(args, row_model.REQUEST)
     choice = row_model.model_validate(
         {**flags, **values(args, row_model), "output": args.save_path}, context={OUTPUTS_AS_GIVEN: True}
     )
     if not args.batch_input_json:
-        return [Job(task.name, args.save_path, choice.request())]
+        return [Item(task.name, args.save_path, choice.request())]
     path = args.batch_input_json
     manifest = read_manifest(
         path,
@@ -243,13 +243,15 @@ def command_jobs(args: argparse.Namespace, task: TaskSpec) -> list[Job]:
         defaults={**flags, **choice.model_choice.model_dump()},
         outputs_as_given=True,
     )
+
+    def where(row: int) -> str:
+        return f"batch item {row - 1} of {path}"
+
     errors: dict[int, list[str]] = {}
     for error in manifest.errors:
-        field = f"field '{error.field}': " if error.field else ""
-        errors.setdefault(error.row, []).append(f"{field}{error.message}")
-    jobs = [Job(f"batch item {row - 1} of {path}", "", error="; ".join(m)) for row, m in errors.items()]
+        errors.setdefault(error.row, []).append(error.detail)
+    items = {row: Item(where(row), "", error="; ".join(details)) for row, details in errors.items()}
     for row in manifest.rows:
-        where = f"batch item {row.row_number - 1} of {path}"
         differs = [
             name
             for name, value in row.row.model_choice.model_dump().items()
@@ -260,10 +262,10 @@ def command_jobs(args: argparse.Namespace, task: TaskSpec) -> list[Job]:
                 f"field '{differs[0]}': a command runs one model (--{differs[0]} "
                 f"{getattr(choice.model_choice, differs[0])}); run a manifest through a batch flow to mix models"
             )
-            jobs.append(Job(where, row.output, error=message))
+            items[row.row_number] = Item(where(row.row_number), row.output, error=message)
         else:
-            jobs.append(Job(where, row.output, row.request))
-    return sorted(jobs, key=lambda job: int(job.where.split()[2]))
+            items[row.row_number] = Item(where(row.row_number), row.output, row.request)
+    return [items[row] for row in sorted(items)]
 
 
 def _validation_message(error: ValidationError) -> str:
@@ -337,7 +339,7 @@ def _run(task, argv, parser, load, generate_and_save) -> int:
     try:
         args.cp = context_parallel_from_args(args)
         default_input(args)
-        jobs = command_jobs(args, task)
+        items = command_items(args, task)
         # The guardrail and (video commands) the prompt refiner around the pipeline; a refused item raises
         # GuardrailBlocked (a ValueError): reported like a bad item, nothing written for it.
         pipeline = guard_from_args(load(args), args)
@@ -347,38 +349,32 @@ def _run(task, argv, parser, load, generate_and_save) -> int:
         )
         return 1
 
-    try:
-        failures = run_jobs(args, jobs, pipeline, generate_and_save)
-    except KeyboardInterrupt:
-        log.error(
-            "interrupted: stopped before finishing (written outputs are complete; nothing half-written)"
-        )
-        return 130
+    failures = run_items(args, items, pipeline, generate_and_save)
     if args.batch_input_json:
-        log.info("%d of %d item(s) generated", len(jobs) - len(failures), len(jobs))
+        log.info("%d of %d item(s) generated", len(items) - len(failures), len(items))
     return 1 if failures else 0
 
 
-def run_jobs(args: argparse.Namespace, jobs: list[Job], pipeline, generate_and_save) -> list[str]:
-    """Generate each job; returns where the ones that failed are (each already logged in one line)."""
+def run_items(args: argparse.Namespace, items: list[Item], pipeline, generate_and_save) -> list[str]:
+    """Generate each item; returns where the ones that failed are (each already logged in one line)."""
     failures = []
-    for job in jobs:
+    for item in items:
         try:
-            if job.error is not None:
-                raise ValueError(job.error)
+            if item.error is not None:
+                raise ValueError(item.error)
             runs = 4 if args.benchmark else 1
             times = []
             for _ in range(runs):
                 start = time.perf_counter()
-                generate_and_save(pipeline, job.request, job.output)
+                generate_and_save(pipeline, item.request, item.output)
                 times.append(time.perf_counter() - start)
             if args.benchmark:
                 log.info("benchmark: %.3f s per generation (mean of runs 2-4)", statistics.mean(times[1:]))
-            log.info("%s: wrote %s", job.where, job.output)
+            log.info("%s: wrote %s", item.where, item.output)
         except USER_ERRORS as error:
-            failures.append(job.where)
+            failures.append(item.where)
             message = _validation_message(error) if isinstance(error, ValidationError) else error
-            log.error("%s: %s", job.where, message)
+            log.error("%s: %s", item.where, message)
     return failures
 
 

@@ -41,9 +41,14 @@ class RowError:
     message: str
     line: int | None = None  # where the row starts in a text file (CSV, JSONL), when that helps
 
+    @property
+    def detail(self) -> str:
+        """The error without its row: "field 'seed': ..." or the message."""
+        return f"field '{self.field}': {self.message}" if self.field else self.message
+
     def __str__(self) -> str:
         where = f"row {self.row}" + (f" (line {self.line})" if self.line is not None else "")
-        return f"{where}, field '{self.field}': {self.message}" if self.field else f"{where}: {self.message}"
+        return f"{where}, {self.detail}" if self.field else f"{where}: {self.detail}"
 
 
 RawRow = dict[str, Any] | RowError

@@ -15,8 +15,9 @@ import pytest
 
 from cosmos_core import media
 from cosmos_core.pipelines.base import Generation, save_generation
-from manifests import ModelSpec, Shard, read_manifest, read_record
+from manifests import read_manifest, read_record
 from manifests.storage import atomic_outputs, remove_stale_temporaries
+from tests.shards import shard_of
 
 FRAME = np.full((1, 32, 48, 3), 120, np.uint8)
 
@@ -95,15 +96,7 @@ def test_the_worker_clears_a_rows_dead_temporaries_before_running_it(tmp_path, m
     for path in dead:
         path.write_bytes(b"from a killed attempt")
         os.utime(path, (time.time() - 3600,) * 2)
-    shard = Shard(
-        shard_id="s",
-        task="text2image",
-        output_root=str(tmp_path / "out"),
-        records_dir=str(tmp_path / "records"),
-        model=ModelSpec(),
-        rows=manifest.rows,
-        guardrail=False,
-    )
+    shard = shard_of(manifest, tmp_path, guardrail=False)
     assert run_shard(shard)["ok"] == 1
     assert leftovers(out) == ["a.jpg", "a.jpg.json"]
     assert read_record(str(tmp_path / "records"), manifest.rows[0].id).status == "ok"

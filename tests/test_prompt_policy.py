@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cosmos_core.cli import text2image_main
-from manifests import ModelSpec, Shard, read_manifest, read_record
+from manifests import read_manifest, read_record
 from manifests.requests import DEFAULT_MAX_PROMPT_CHARS, Text2ImageRequest
+from tests.shards import shard_of
 
 LONG = " ".join(["a red ball on a gray floor"] * 100)  # 700 words: 701 tokens for the embedded T5
 
@@ -43,15 +44,7 @@ def test_the_row_record_says_so_too(tmp_path):
 
     Path("m.json").write_text(json.dumps([{"prompt": LONG, "steps": 2}]))
     manifest = read_manifest("m.json", "text2image", str(tmp_path / "out"))
-    shard = Shard(
-        shard_id="s",
-        task="text2image",
-        output_root=str(tmp_path / "out"),
-        records_dir=str(tmp_path / "records"),
-        model=ModelSpec(),
-        rows=manifest.rows,
-        guardrail=False,
-    )
+    shard = shard_of(manifest, tmp_path, guardrail=False)
     assert run_shard(shard)["ok"] == 1
     record = read_record(str(tmp_path / "records"), manifest.rows[0].id)
     assert record.extra["prompt_truncated"] == {"tokens": 701, "limit": 512}
