@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -113,10 +114,10 @@ def run_stage(
 
     records: dict[str, ResultRecord] = {}
     progress.start(stage, len(rows_manifest.rows))
-    running_ids = [row.id for row in rows_manifest.rows]
 
-    def tick() -> None:  # rows finished inside shards still running
-        progress.rows_done(stage, {**read_records(records_dir, running_ids), **records})
+    def tick(running: list[Shard]) -> None:  # rows finished inside the shards still running
+        ids = [row.id for shard in running for row in shard.rows]
+        progress.rows_done(stage, {**read_records(records_dir, ids), **records})
 
     for shard, state in run_windowed(shards, launch, window, on_tick=tick):
         ids = [row.id for row in shard.rows]
@@ -171,13 +172,13 @@ def run_windowed(
     tick_seconds: float = 5.0,
 ):
     """Launch shards keeping at most `window` in flight; yields (shard, final state) as each ends, and
-    calls `on_tick` every `tick_seconds` while shards run (to count the rows they have finished)."""
+    calls `on_tick(running shards)` every `tick_seconds` (to count the rows they have finished)."""
     waiting = list(shards)
     running = []
     last_tick = time.monotonic()
     while waiting or running:
         if on_tick is not None and time.monotonic() - last_tick >= tick_seconds:
-            on_tick()
+            on_tick([shard for shard, _future in running])
             last_tick = time.monotonic()
         while waiting and (window is None or len(running) < window):
             shard = waiting.pop(0)
@@ -196,11 +197,10 @@ def finished_rows(manifest: Manifest, output_root: str, final_stage: str) -> dic
     records_dir = posixpath.join(workdir(output_root), "records", final_stage)
     records = read_records(records_dir, [row.id for row in manifest.rows])
     by_id = {row.id: row for row in manifest.rows}
-    return {
-        row_id: record
-        for row_id, record in records.items()
-        if record.status == "ok" and storage.exists(by_id[row_id].output)
-    }
+    ok = [row_id for row_id, record in records.items() if record.status == "ok"]
+    with ThreadPoolExecutor(16) as pool:  # one existence check per row: concurrent on object storage
+        present = pool.map(lambda row_id: storage.exists(by_id[row_id].output), ok)
+        return {row_id: records[row_id] for row_id, there in zip(ok, present, strict=True) if there}
 
 
 def run_batch(flow_task: str, manifest_url: str, output_root: str, options: BatchOptions) -> dict:
