@@ -62,9 +62,5 @@ else
   echo "main job: no results in $OUTPUT_ROOT"
 fi
 echo "main job: dashboard at ${PREFECT_API_URL%/api}; the server and a worker are left running for it"
-if [ -f "$STATE/server.pid" ]; then
-  echo "main job: stop both with: kill \$(cat $STATE/server.pid) \$(cat $STATE/worker.pid)"
-else
-  echo "main job: stop the worker with: kill \$(cat $STATE/worker.pid)"
-fi
+echo "main job: stop them with: bash infra/stop.sh"
 exit "$status"

@@ -21,10 +21,17 @@ shift $(($# < 2 ? $# : 2))
 export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-10}"
 
 cd "$ROOT"
-exec "$PREFECT" worker start \
+"$PREFECT" worker start \
   --pool "$POOL" \
   --limit "$LIMIT" \
   --name "${WORLDMILL_WORKER_NAME:-$(hostname)-$POOL}" \
   --install-policy "${WORLDMILL_INSTALL_POLICY:-if-not-present}" \
   --no-create-pool-if-not-found \
-  "$@"
+  "$@" &
+WORKER=$!
+# Prefect's worker takes a first SIGTERM or SIGINT as "stop when idle" and can stay up for minutes; the
+# second one ends it. One Ctrl-C or `kill` of this script ends it: the signal is passed on twice.
+# shellcheck source=SCRIPTDIR/stop.sh
+source "$INFRA/stop.sh"
+trap 'stop_worker "$WORKER"; exit 130' INT TERM
+wait "$WORKER"
