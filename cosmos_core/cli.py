@@ -41,10 +41,8 @@ from cosmos_core.text_encoder import TextEncoderOptions
 from manifests import read_manifest
 from manifests.requests import (
     Request,
-    Text2ImageModel,
     Text2ImageRequest,
     Text2WorldRequest,
-    Video2WorldModel,
     Video2WorldRequest,
 )
 from manifests.schemas import OUTPUTS_AS_GIVEN
@@ -155,7 +153,7 @@ def text2image_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the 0.6B model's fast VAE tokenizer (not supported yet: an error)",
     )
-    _add_model_flags(p, Text2ImageModel)
+    _add_model_flags(p, TEXT2IMAGE.row_model.model_choice_class())
     _add_safety_flags(p, refiner=False)
     return p
 
@@ -174,7 +172,7 @@ def video2world_parser(
     p.add_argument("--save_path", default=save_path[0], help=save_path[1])
     p.add_argument("--dit_path", default="", help="DiT weights to use instead of the preset's (post-trained)")
     _add_parallel_flags(p)
-    _add_model_flags(p, Video2WorldModel, checkpoint_dir_help)
+    _add_model_flags(p, VIDEO2WORLD.row_model.model_choice_class(), checkpoint_dir_help)
     _add_safety_flags(p, refiner=True)
     return p
 
@@ -188,7 +186,7 @@ def text2world_parser() -> argparse.ArgumentParser:
     p.add_argument("--dit_path_text2image", default="", help="Text2Image DiT weights (post-trained)")
     p.add_argument("--dit_path_video2world", default="", help="Video2World DiT weights (post-trained)")
     _add_parallel_flags(p)
-    _add_model_flags(p, Video2WorldModel)
+    _add_model_flags(p, TEXT2WORLD.row_model.model_choice_class())
     _add_safety_flags(p, refiner=True)
     return p
 

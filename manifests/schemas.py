@@ -69,10 +69,15 @@ class RowBase(Strict):
         fields = self.model_dump(include=set(self.REQUEST.model_fields))
         return self.REQUEST.model_validate({**fields, **resolved})
 
+    @classmethod
+    def model_choice_class(cls) -> type[BaseModel]:
+        """Which model choice the row carries (Text2ImageModel or Video2WorldModel)."""
+        return next(base for base in cls.__mro__ if base in (Text2ImageModel, Video2WorldModel))
+
     @property
     def model_choice(self) -> BaseModel:
         """The row's model choice (model_size and, for video rows, resolution, fps, natten)."""
-        model = next(base for base in type(self).__mro__ if base in (Text2ImageModel, Video2WorldModel))
+        model = self.model_choice_class()
         return model.model_validate(self.model_dump(include=set(model.model_fields)))
 
 

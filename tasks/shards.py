@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -40,16 +41,17 @@ class ShardConfigError(RuntimeError):
     """The worker could not start generating (e.g. a missing checkpoint): retrying would not help."""
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Loaded here, once: the child of a fork in this multi-threaded process (Prefect runs tasks in threads) must
+# not import or load anything before exec (another thread may have held the import lock at the fork).
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def die_with_parent() -> None:
     """In the child, before exec: the kernel sends it SIGTERM when this (Prefect) process dies, however it
     dies (a cancelled flow run killed by its worker, kill -9), so no shard outlives its flow run (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_group(process: subprocess.Popen, grace_seconds: float = 10.0) -> None:
