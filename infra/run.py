@@ -17,6 +17,9 @@ import signal
 import sys
 import time
 
+import tasks  # noqa: F401  (Prefect telemetry off, as in every project entry point)
+
+# isort: split
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
 from prefect.deployments import run_deployment

@@ -14,7 +14,8 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   .venv/bin/python -m pip install -q -c infra/constraints.txt "torch==${TORCH_VERSION:-2.13.0}" 2>&1 | grep -v '^WARNING: Location' || true
 fi
 step "installing worldmill and its dependencies (Prefect, transformers, pandas, s3fs, ...)"
-.venv/bin/python -m pip install -q -c infra/constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
+# PYTHONWARNINGS: setuptools' editable-install notice (a 10-line box on a terminal) is not for users
+PYTHONWARNINGS=ignore .venv/bin/python -m pip install -q -c infra/constraints.txt -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' || true
 # natten (dev, the parity oracle of cosmos_core/sparse_attention.py): its build needs the installed torch,
 # so no build isolation; without CUDA it builds in seconds and runs its flex-fna backend on the CPU.
 if ! .venv/bin/python -c 'import natten' 2>/dev/null; then

@@ -238,3 +238,39 @@ def test_a_worker_started_by_the_script_stops_on_one_signal(prefect_server, tmp_
         if script.poll() is None:
             script.kill()
         log.close()
+
+
+def _first_import_output(module: str, home: Path) -> str:
+    """What importing `module` prints on a terminal (a pty) for a user who never set DO_NOT_TRACK."""
+    import os
+    import pty
+    import sys
+
+    from prefect._internal.analytics.ci_detection import CI_ENV_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in CI_ENV_VARS and k != "DO_NOT_TRACK"}
+    env["PREFECT_HOME"] = str(home)
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"import {module}"], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_project_imports_print_no_telemetry_notice(tmp_path):
+    # the control: a bare Prefect import on a terminal prints the notice (so the check below can fail)
+    assert "anonymous usage data" in _first_import_output("prefect", tmp_path / "bare")
+    for module in ("flows.batch", "tasks.shards"):
+        assert "anonymous usage data" not in _first_import_output(module, tmp_path / module)
