@@ -34,7 +34,7 @@ from manifests import (
 from manifests.sharding import LANES_ENV
 from manifests.tasks import intermediate_root
 from tasks.reports import grouped_errors, publish_report, publish_table, remove_tree
-from tasks.shards import GPU_SLOT, run_shard
+from tasks.shards import GPU_SLOT, ShardCrashed, retry_only_crashes, run_shard
 
 
 class RowsFailed(RuntimeError):
@@ -58,15 +58,31 @@ def workdir(output_root: str) -> str:
     return posixpath.join(output_root.rstrip("/"), ".worldmill")
 
 
-@task(task_run_name="dispatch {shard_id}", cache_policy=None)
+@task(
+    task_run_name="dispatch {shard_id}",
+    retries=2,
+    retry_delay_seconds=2,
+    retry_condition_fn=retry_only_crashes,
+    cache_policy=None,
+)
 def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int | None) -> dict:
-    """Run one shard as a flow run of the generate-shard deployment (on a GPU pool) and wait for it."""
+    """Run one shard as a flow run of the generate-shard deployment (on a GPU pool) and wait for it.
+
+    A run whose infrastructure died (a killed container or pod, a lost host: Prefect marks it Crashed)
+    is retried as a new flow run, which skips the rows already done; a Failed run is not (its own shard
+    task already retried the worker's crashes)."""
     flow_run = run_deployment(
         deployment, parameters={"shard_url": shard_url, "shard_id": shard_id, "gpus": gpus}, timeout=None
     )
-    if not flow_run.state.is_completed():
-        raise RuntimeError(f"shard {shard_id}: flow run {flow_run.name} ended {flow_run.state.name}")
-    return {"shard_id": shard_id}
+    state = flow_run.state
+    if state.is_completed():
+        return {"shard_id": shard_id}
+    error = f"shard {shard_id}: flow run {flow_run.name} ended {state.name}: {state.message or ''}".rstrip(
+        ": "
+    )
+    if state.is_crashed():
+        raise ShardCrashed(error)
+    raise RuntimeError(error)
 
 
 def run_stage(

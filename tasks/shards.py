@@ -92,7 +92,8 @@ def failure_reason(returncode: int, tail: list[str]) -> str:
     return f"exit code {returncode}"
 
 
-def _retry_only_crashes(task, task_run, state) -> bool:
+def retry_only_crashes(task, task_run, state) -> bool:
+    """Prefect retry condition: retry a task only when it raised ShardCrashed."""
     try:
         state.result()
     except ShardCrashed:
@@ -106,7 +107,7 @@ def _retry_only_crashes(task, task_run, state) -> bool:
     task_run_name="shard {shard_id}",
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=_retry_only_crashes,
+    retry_condition_fn=retry_only_crashes,
     cache_policy=None,
 )
 def run_shard(

@@ -6,7 +6,9 @@ Registered as a plugin by tests/conftest.py. Flows called in-process talk to it 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,6 +53,14 @@ class PrefectServer:
         )
         assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout + done.stderr
+
+    def deployment_run(self, name: str, extra_env=None, **params) -> str:
+        """`prefect deployment run NAME --param key=value ...` (values not str as JSON); the run's id."""
+        args = []
+        for key, value in params.items():
+            args += ["--param", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
+        started = self.cli("deployment", "run", name, *args, extra_env=extra_env)
+        return re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
 
 
 def free_port() -> int:

@@ -26,6 +26,7 @@ POOL = "worldmill-e2e"
 def deployment_env(tmp_path: Path) -> dict[str, str]:
     return {
         "WORLDMILL_HOME": str(REPO),
+        "WORLDMILL_GPU_HOME": str(REPO),
         "WORLDMILL_POOL": POOL,
         "WORLDMILL_GPU_POOL": POOL,
         "WORLDMILL_INBOX": str(tmp_path / "inbox"),
@@ -122,18 +123,12 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
     )
     try:
         out = tmp_path / "out"
-        started = prefect_server.cli(
-            "deployment",
-            "run",
+        flow_run_id = prefect_server.deployment_run(
             "text2world/batch",
-            "--param",
-            f"manifest={REPO / 'assets/text2world/batch_example.json'}",
-            "--param",
-            f"output_root={out}",
-            "--param",
-            'options={"shard_size": 2}',
+            manifest=str(REPO / "assets/text2world/batch_example.json"),
+            output_root=str(out),
+            options={"shard_size": 2},
         )
-        flow_run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
         run = asyncio.run(wait_for_run(flow_run_id))
         assert run.state.is_completed(), f"{run.state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
 
@@ -159,18 +154,12 @@ def test_text2world_batch_deployment(prefect_server, tmp_path):
         # Dispatch: each shard becomes a run of generate-shard/gpu (same pool here; a GPU pool in a fleet).
         manifest = tmp_path / "t2i.jsonl"
         manifest.write_text("".join(json.dumps({"prompt": f"ball {i}", "steps": 2}) + "\n" for i in range(2)))
-        started = prefect_server.cli(
-            "deployment",
-            "run",
+        parent = prefect_server.deployment_run(
             "text2image/batch",
-            "--param",
-            f"manifest={manifest}",
-            "--param",
-            f"output_root={tmp_path / 'dispatched'}",
-            "--param",
-            'options={"shard_size": 1, "dispatch_deployment": "generate-shard/gpu"}',
+            manifest=str(manifest),
+            output_root=str(tmp_path / "dispatched"),
+            options={"shard_size": 1, "dispatch_deployment": "generate-shard/gpu"},
         )
-        parent = re.search(r"UUID:\s*([0-9a-f-]{36})", started).group(1)
         run = asyncio.run(wait_for_run(parent))
         assert run.state.is_completed(), f"{run.state}\n{(tmp_path / 'worker.log').read_text()[-4000:]}"
         assert len(list((tmp_path / "dispatched").glob("*.jpg"))) == 2

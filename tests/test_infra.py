@@ -64,11 +64,10 @@ def test_templates_ask_for_gpus():
 
     docker = load("docker-gpu.json")
     kwargs = docker["job_configuration"]["container_create_kwargs"]
-    assert kwargs["device_requests"] == [
-        {"driver": "nvidia", "count": "{{ gpus }}", "capabilities": [["gpu"]]}
-    ]
+    assert kwargs["device_requests"] == "{{ device_requests }}"
     assert kwargs["shm_size"] == "{{ shm_size }}"
-    assert docker["variables"]["properties"]["gpus"]["default"] == -1  # all GPUs of the host
+    requests = docker["variables"]["properties"]["device_requests"]["default"]
+    assert requests == [{"driver": "nvidia", "count": -1, "capabilities": [["gpu"]]}]  # all GPUs of the host
 
     kubernetes = load("kubernetes-gpu.json")
     pod = kubernetes["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
@@ -274,3 +273,99 @@ def test_project_imports_print_no_telemetry_notice(tmp_path):
     assert "anonymous usage data" in _first_import_output("prefect", tmp_path / "bare")
     for module in ("flows.batch", "tasks.shards"):
         assert "anonymous usage data" not in _first_import_output(module, tmp_path / module)
+
+
+def a_flow_run():
+    from uuid import uuid4
+
+    from prefect.client.schemas.objects import FlowRun
+
+    return FlowRun(id=uuid4(), flow_id=uuid4(), name="merry-otter")
+
+
+FLEET_API = {"PREFECT_API_URL": "http://prefect.example.internal:4200/api"}
+
+
+def test_docker_template_renders_gpu_container_settings(prefect_server):
+    """The default docker template, through prefect-docker's own job configuration and container settings,
+    then docker-py's own HostConfig: every GPU, 16g /dev/shm, NVIDIA's ulimits, checkpoints read-only."""
+    worker = pytest.importorskip("prefect_docker.worker")
+    from docker.models.containers import _create_container_args
+
+    values = {"image": "registry.example/worldmill:1", "env": FLEET_API}
+    config = asyncio.run(
+        worker.DockerWorkerJobConfiguration.from_template_and_values(load("docker-gpu.json"), values)
+    )
+    config.prepare_for_flow_run(a_flow_run())
+    settings = worker.DockerWorker(work_pool_name="worldmill-gpu")._build_container_settings(None, config)
+    args = _create_container_args({**settings, "version": "1.41"})
+    host = args["host_config"]
+    assert host["DeviceRequests"] == [
+        {"Driver": "nvidia", "Count": -1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}
+    ]
+    assert host["ShmSize"] == 16 * 1024**3
+    assert host["Ulimits"] == [
+        {"Name": "memlock", "Soft": -1, "Hard": -1},
+        {"Name": "stack", "Soft": 67108864, "Hard": 67108864},
+    ]
+    assert host["Binds"] == ["/srv/worldmill/checkpoints:/checkpoints:ro"]
+    assert args["image"] == "registry.example/worldmill:1"
+    assert {**SAFE_NCCL_ENV, **FLEET_API}.items() <= args["environment"].items()
+
+
+def contains(big, small, path="") -> list[str]:
+    """Where `small` is not part of `big` (dict keys and values, list items in order); [] when it is."""
+    if isinstance(small, dict) and isinstance(big, dict):
+        return [m for key, value in small.items() for m in (
+            contains(big[key], value, f"{path}.{key}") if key in big else [f"{path}.{key}: missing"]
+        )]  # fmt: skip
+    if isinstance(small, list) and isinstance(big, list) and len(small) <= len(big):
+        return [m for i, item in enumerate(small) for m in contains(big[i], item, f"{path}[{i}]")]
+    return [] if big == small else [f"{path}: {big!r} != {small!r}"]
+
+
+def test_kubernetes_template_renders_a_gpu_job(prefect_server):
+    """Ours and the kubernetes worker's own base template rendered with the same values: ours is the
+    worker's job plus the GPU limit, GPU node placement, /dev/shm in memory, the checkpoints claim
+    read-only and credentials from a Secret; and a valid V1Job for the kubernetes client."""
+    worker = pytest.importorskip("prefect_kubernetes.worker")
+    from kubernetes_asyncio.client import ApiClient
+
+    values = {"image": "registry.example/worldmill:1", "namespace": "gen", "env": FLEET_API}
+    ours_values = {**values, "gpus": 2, "env_from": [{"secretRef": {"name": "worldmill-s3"}}]}
+    flow_run = a_flow_run()
+
+    def render(template: dict, values: dict) -> dict:
+        config = asyncio.run(
+            worker.KubernetesWorkerJobConfiguration.from_template_and_values(template, values)
+        )
+        config.prepare_for_flow_run(flow_run)
+        manifest = config.job_manifest
+        for container in manifest["spec"]["template"]["spec"]["containers"]:  # env as a dict: order aside
+            container["env"] = {item["name"]: item.get("value") for item in container["env"]}
+        return manifest
+
+    default = render(worker.KubernetesWorker.get_default_base_job_template(), values)
+    ours = render(load("kubernetes-gpu.json"), ours_values)
+    assert contains(ours, default) == []
+
+    pod = ours["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert container["envFrom"] == [{"secretRef": {"name": "worldmill-s3"}}]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+    assert {"name": "checkpoints", "mountPath": "/checkpoints", "readOnly": True} in container["volumeMounts"]
+    claim = {"claimName": "cosmos-checkpoints", "readOnly": True}
+    assert {"name": "checkpoints", "persistentVolumeClaim": claim} in pod["volumes"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in pod["volumes"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {**SAFE_NCCL_ENV, **FLEET_API}.items() <= container["env"].items()
+    container["env"] = [{"name": name, "value": value} for name, value in container["env"].items()]
+
+    async def as_v1_job():
+        async with ApiClient() as client:
+            return client._ApiClient__deserialize(ours, "V1Job")
+
+    job = asyncio.run(as_v1_job())
+    assert job.spec.template.spec.containers[0].image == "registry.example/worldmill:1"
+    assert job.spec.template.spec.volumes[1].persistent_volume_claim.read_only is True
