@@ -7,8 +7,11 @@ Inbox layout (a local folder or an s3:// prefix):
 A manifest is claimed with a lease, `processing/<name>.lease`, created exclusively (O_EXCL on a disk, a
 conditional PUT on S3: exactly one of any number of overlapping runs wins it), then moved into processing/;
 the lease goes when the manifest is filed. The deployment also runs one inbox run at a time
-(prefect.yaml). A run that dies mid-manifest leaves it in processing/ with its lease: move both back to
-retry it.
+(prefect.yaml). A run that dies mid-manifest (its process killed, its host lost) leaves the manifest in
+processing/ with its lease; the next run sees that the lease's flow run has ended (Crashed, Cancelled,
+Failed, or deleted) and takes the manifest over, through one more exclusive create
+(`processing/<name>.lease.takeover-<dead run id>`), so exactly one run resumes it: the rows already done
+are skipped.
 Outputs of `<inbox>/<stem>.csv` go to `<output_root>/<stem>/`. Each manifest is a run of the `manifest` flow
 (flows/manifest.py) for the inbox's task.
 """
@@ -44,9 +47,8 @@ def claim(fs, inbox: str, path: str) -> str | None:
     holds it (or has filed the manifest since this run listed the inbox)."""
     root = posixpath.dirname(path)
     claimed = posixpath.join(root, "processing", posixpath.basename(path))
-    holder = {"flow_run": str(getattr(flow_run, "id", None)), "host": socket.gethostname(), "at": time.time()}
     lease = _url(fs, lease_of(claimed), inbox)
-    if not storage.create_exclusive(lease, json.dumps(holder).encode()):
+    if not storage.create_exclusive(lease, json.dumps(lease_holder()).encode()):
         return None
     try:
         fs.mv(path, claimed)
@@ -54,6 +56,53 @@ def claim(fs, inbox: str, path: str) -> str | None:
         storage.remove(lease)
         return None
     return claimed
+
+
+def holder_has_ended(holder: dict) -> bool:
+    """Whether the flow run named in a lease has ended (or no longer exists). A lease without a flow run
+    (taken outside Prefect) is never judged: it is left to whoever took it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    run_id = holder.get("flow_run")
+    if not run_id or run_id == "None":
+        return False
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(run_id).state
+        except ObjectNotFound:
+            return True
+    return state is not None and state.is_final()
+
+
+def take_over_orphans(fs, inbox: str, root: str) -> list[tuple[str, str]]:
+    """(claimed path, dead run id) of each manifest in processing/ whose lease holder's run has ended,
+    now held by this run; one run wins each takeover."""
+    taken = []
+    for lease in sorted(fs.glob(posixpath.join(root, "processing", "*.lease"))):
+        claimed = lease[: -len(".lease")]
+        if not fs.exists(claimed):  # its holder is between the lease and the move, or filing it
+            continue
+        holder = json.loads(fs.cat(lease))
+        if not holder_has_ended(holder):
+            continue
+        marker = _url(fs, f"{lease}.takeover-{holder['flow_run']}", inbox)
+        if not storage.create_exclusive(marker, json.dumps(lease_holder()).encode()):
+            continue  # another run took it over first
+        storage.write_text_atomic(_url(fs, lease, inbox), json.dumps(lease_holder()))
+        taken.append((claimed, holder["flow_run"]))
+    return taken
+
+
+def lease_holder() -> dict:
+    return {"flow_run": str(getattr(flow_run, "id", None)), "host": socket.gethostname(), "at": time.time()}
+
+
+def file_manifest(fs, inbox: str, root: str, claimed: str, verdict: str) -> None:
+    """Move a claimed manifest to done/ or failed/ and drop its lease and takeover markers."""
+    fs.mv(claimed, posixpath.join(root, verdict, posixpath.basename(claimed)))
+    for path in [lease_of(claimed), *fs.glob(f"{lease_of(claimed)}.takeover-*")]:
+        storage.remove(_url(fs, path, inbox))
 
 
 @flow(name="manifest-inbox")
@@ -83,12 +132,18 @@ def process_inbox(
     new = sorted(
         p for p in fs.ls(root, detail=False) if fs.isfile(p) and p.lower().endswith(MANIFEST_EXTENSIONS)
     )[:max_manifests]
+    orphans = take_over_orphans(fs, inbox, root)
+    for claimed, dead in orphans:
+        logger.warning(
+            "%s: its run %s ended without filing it; resuming it", posixpath.basename(claimed), dead
+        )
     logger.info("inbox %s: %d new manifest(s)", inbox, len(new))
     outcomes = []
-    for path in new:
+    work = [(claimed, True) for claimed, _dead in orphans] + [(path, False) for path in new]
+    for path, held in work:  # held: an orphan taken over above, already in processing/
         name = posixpath.basename(path)
         stem = name.rsplit(".", 1)[0]
-        claimed = claim(fs, inbox, path)
+        claimed = path if held else claim(fs, inbox, path)
         if claimed is None:
             logger.info("%s was claimed by another run", name)
             continue
@@ -101,8 +156,7 @@ def process_inbox(
             return_state=True,
         )
         verdict = "done" if state.is_completed() else "failed"
-        fs.mv(claimed, posixpath.join(root, verdict, name))
-        storage.remove(_url(fs, lease_of(claimed), inbox))
+        file_manifest(fs, inbox, root, claimed, verdict)
         report_fs, report = url_to_fs(posixpath.join(out, "results.csv"))
         if report_fs.exists(report):
             fs.pipe(posixpath.join(root, verdict, f"{name}.results.csv"), report_fs.cat(report))

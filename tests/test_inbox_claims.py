@@ -66,3 +66,48 @@ def test_an_inbox_run_skips_a_manifest_another_run_holds_on_s3(
     fs.invalidate_cache()
     assert fs.exists(f"{root}/held.jsonl")  # untouched, for its holder
     assert fs.exists(f"{root}/done/free.jsonl") and not fs.exists(f"{root}/processing/free.jsonl.lease")
+
+
+async def a_flow_run_in(state) -> str:
+    """A flow run on the server, forced into `state` (what its worker reports when its process dies)."""
+    from prefect.client.orchestration import get_client
+    from prefect.flows import Flow
+
+    async with get_client() as client:
+        run = await client.create_flow_run(Flow(fn=lambda: None, name="inbox-holder"))
+        await client.set_flow_run_state(run.id, state, force=True)
+        return str(run.id)
+
+
+@pytest.mark.e2e
+def test_an_inbox_run_resumes_a_manifest_whose_run_died_and_leaves_a_live_one(
+    prefect_server, s3_bucket_url, tmp_path, monkeypatch
+):
+    import asyncio
+
+    from prefect.states import Crashed, Running
+
+    from flows.inbox import process_inbox
+
+    monkeypatch.setenv("COSMOS_CHECKPOINT_DIR", str(tmp_path / "none"))
+    inbox = f"{s3_bucket_url}/inbox"
+    dead, alive = asyncio.run(a_flow_run_in(Crashed())), asyncio.run(a_flow_run_in(Running()))
+    rows = [{"id": f"r{i}", "prompt": f"a red ball {i}", "steps": 2} for i in range(2)]
+    for name, holder in (("orphan.jsonl", dead), ("busy.jsonl", alive)):
+        storage.write_text_atomic(f"{inbox}/processing/{name}", "".join(json.dumps(r) + "\n" for r in rows))
+        lease = {"flow_run": holder, "host": "gone", "at": 0}
+        assert storage.create_exclusive(f"{inbox}/processing/{name}.lease", json.dumps(lease).encode())
+
+    outcomes = process_inbox(inbox=inbox, output_root=f"{s3_bucket_url}/out", task="text2image")
+
+    assert outcomes == [
+        {"manifest": "orphan.jsonl", "status": "done", "output_root": f"{s3_bucket_url}/out/orphan"}
+    ]
+    fs, root = url_to_fs(inbox)
+    fs.invalidate_cache()
+    assert fs.exists(f"{root}/done/orphan.jsonl") and fs.exists(f"{root}/done/orphan.jsonl.results.csv")
+    assert fs.glob(f"{root}/processing/orphan.jsonl*") == []  # lease and takeover marker gone
+    assert fs.exists(f"{root}/processing/busy.jsonl")  # its run is alive: untouched, lease and all
+    assert json.loads(fs.cat(f"{root}/processing/busy.jsonl.lease"))["flow_run"] == alive
+    # a second run finds nothing left to take over
+    assert process_inbox(inbox=inbox, output_root=f"{s3_bucket_url}/out", task="text2image") == []
