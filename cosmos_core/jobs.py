@@ -249,8 +249,11 @@ JOBS: dict[Stage, type[Job]] = {
 
 
 def record_extra(generation) -> dict:
-    """What a row's record repeats from its sidecar: prompt truncation (pipelines/base.py)."""
-    return {k: v for k, v in generation.sidecar.items() if k.endswith("_truncated")}
+    """What a row's record repeats from its sidecar: prompt truncation and the warnings (pipelines/base.py)."""
+    extra = {k: v for k, v in generation.sidecar.items() if k.endswith("_truncated")}
+    if generation.sidecar.get("warnings"):
+        extra["warnings"] = list(generation.sidecar["warnings"])
+    return extra
 
 
 def load_video2world(m: ModelSpec, device: str | None, cp: ContextParallel | None = None):

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from manifests import storage
 
 Status = Literal["ok", "failed", "blocked", "skipped"]  # blocked: the guardrail refused the prompt or video
-RESULTS_COLUMNS = ("row_number", "id", "status", "output", "seconds", "error")
+RESULTS_COLUMNS = ("row_number", "id", "status", "output", "seconds", "error", "warnings")
 
 
 def _now() -> str:
@@ -84,13 +84,20 @@ def _parse(data: bytes, row_id: str) -> ResultRecord | None:
     return record if record.id == row_id else None
 
 
+def warnings_of(record: ResultRecord) -> str:
+    """The row's warnings (prompt truncated, conditioning the model cannot represent, ...) on one line."""
+    return "; ".join(record.extra.get("warnings", []))
+
+
 def write_results_csv(records: Iterable[ResultRecord], url: str) -> None:
-    """The run report as CSV, one line per row in manifest order: row_number,id,status,output,seconds,error."""
+    """The run report as CSV, one line per row in manifest order (RESULTS_COLUMNS)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(RESULTS_COLUMNS)
     for r in sorted(records, key=lambda r: r.row_number):
-        writer.writerow([r.row_number, r.id, r.status, r.output, f"{r.seconds:.3f}", r.error or ""])
+        writer.writerow(
+            [r.row_number, r.id, r.status, r.output, f"{r.seconds:.3f}", r.error or "", warnings_of(r)]
+        )
     storage.write_text_atomic(url, buffer.getvalue())
 
 

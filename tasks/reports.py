@@ -9,6 +9,7 @@ from fsspec.core import url_to_fs
 from prefect.artifacts import create_table_artifact
 
 from manifests import Manifest, ResultRecord, summarize, write_results_csv
+from manifests.results import warnings_of
 
 
 def rejected_records(manifest: Manifest) -> list[ResultRecord]:
@@ -57,6 +58,7 @@ def publish_table(manifest: Manifest, records: list[ResultRecord], flow_task: st
             "output": row.output,
             "seconds": 0.0,
             "error": "",
+            "warnings": "",
         }
         for row in manifest.rows
         if row.row_number not in done
@@ -69,6 +71,7 @@ def publish_table(manifest: Manifest, records: list[ResultRecord], flow_task: st
             "output": r.output,
             "seconds": r.seconds,
             "error": r.error or "",
+            "warnings": warnings_of(r),
         }
         for r in [*records, *rejected_records(manifest)]
     ]

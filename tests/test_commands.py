@@ -310,12 +310,17 @@ def test_conditioning_the_model_cannot_represent_is_warned_about(workdir, caplog
     and the log and the sidecar say so; a scene of the model's own world round-trips well."""
     outside = ["--input_path", str(REPO / "assets/video2world/input0.jpg"), "--save_path", "out.mp4"]
     assert video2world_main([*outside, *FAST]) == 0
-    poor = json.loads(Path("out.mp4.json").read_text())["conditioning_round_trip_psnr_db"]
+    sidecar = json.loads(Path("out.mp4.json").read_text())
+    poor = sidecar["conditioning_round_trip_psnr_db"]
     assert poor < 25 and f"VAE round trip is {poor:.1f} dB (below 25 dB)" in caplog.text
+    assert sidecar["warnings"] == [
+        f"conditioning input poorly represented by the model: VAE round trip {poor:.1f} dB (below 25 dB)"
+    ]
     caplog.clear()
     inside = ["--input_path", str(REPO / "assets/embedded/video2world/input0.jpg"), "--save_path", "in.mp4"]
     assert video2world_main([*inside, *FAST]) == 0
     assert json.loads(Path("in.mp4.json").read_text())["conditioning_round_trip_psnr_db"] > 30
+    assert json.loads(Path("in.mp4.json").read_text())["warnings"] == []
     assert "round trip" not in caplog.text
 
 

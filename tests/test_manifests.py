@@ -529,17 +529,24 @@ def test_results_csv_and_summary(tmp_path):
         ResultRecord(
             id="b", row_number=2, status="failed", output="s3://o/b.mp4", seconds=3, error="bad, input"
         ),
-        ResultRecord(id="a", row_number=1, status="ok", output="s3://o/a.mp4", seconds=12.3456),
+        ResultRecord(
+            id="a",
+            row_number=1,
+            status="ok",
+            output="s3://o/a.mp4",
+            seconds=12.3456,
+            extra={"warnings": ["prompt truncated", "poor conditioning"]},
+        ),
         ResultRecord(id="c", row_number=3, status="blocked", output="s3://o/c.mp4", error="guardrail"),
     ]
     url = str(tmp_path / "report" / "results.csv")
     write_results_csv(records, url)
     lines = list(csv.reader(io.StringIO(Path(url).read_text())))
     assert lines == [
-        ["row_number", "id", "status", "output", "seconds", "error"],
-        ["1", "a", "ok", "s3://o/a.mp4", "12.346", ""],
-        ["2", "b", "failed", "s3://o/b.mp4", "3.000", "bad, input"],
-        ["3", "c", "blocked", "s3://o/c.mp4", "0.000", "guardrail"],
+        ["row_number", "id", "status", "output", "seconds", "error", "warnings"],
+        ["1", "a", "ok", "s3://o/a.mp4", "12.346", "", "prompt truncated; poor conditioning"],
+        ["2", "b", "failed", "s3://o/b.mp4", "3.000", "bad, input", ""],
+        ["3", "c", "blocked", "s3://o/c.mp4", "0.000", "guardrail", ""],
     ]
     assert summarize(records) == {"ok": 1, "failed": 1, "blocked": 1, "skipped": 0}
     assert summarize({r.id: r for r in records}) == summarize(records)

@@ -3,13 +3,14 @@ record, log); a prompt past the hard character limit is refused before the guard
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 import pytest
 
 from cosmos_core.cli import text2image_main
-from manifests import read_manifest, read_record
+from manifests import read_manifest, read_record, write_results_csv
 from manifests.requests import DEFAULT_MAX_PROMPT_CHARS, Text2ImageRequest
 from tests.shards import shard_of
 
@@ -37,6 +38,7 @@ def test_a_prompt_past_512_tokens_is_flagged_in_the_sidecar_and_the_log(tmp_path
         == 0
     )
     assert "prompt_truncated" not in json.loads(Path("b.jpg.json").read_text())
+    assert json.loads(Path("b.jpg.json").read_text())["warnings"] == []
 
 
 def test_the_row_record_says_so_too(tmp_path):
@@ -48,6 +50,10 @@ def test_the_row_record_says_so_too(tmp_path):
     assert run_shard(shard)["ok"] == 1
     record = read_record(str(tmp_path / "records"), manifest.rows[0].id)
     assert record.extra["prompt_truncated"] == {"tokens": 701, "limit": 512}
+    assert record.extra["warnings"] == ["prompt truncated to its first 512 of 701 tokens"]
+    write_results_csv([record], str(tmp_path / "results.csv"))  # and the run's report
+    (line,) = csv.DictReader(open(tmp_path / "results.csv"))
+    assert line["warnings"] == "prompt truncated to its first 512 of 701 tokens"
 
 
 def test_a_prompt_past_the_character_limit_is_refused_before_the_guardrail(monkeypatch):

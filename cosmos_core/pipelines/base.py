@@ -152,9 +152,16 @@ def base_sidecar(task: str, bundle: ModelBundle, request) -> dict:
         ours = version("worldmill")
     except PackageNotFoundError:
         ours = "unknown"
+    truncated = truncation_report(bundle, request)
     return {
         "task": task,
-        **truncation_report(bundle, request),
+        **truncated,
+        # what the user should know about this output, one line each (results.csv repeats them)
+        "warnings": [
+            f"{name.removesuffix('_truncated').replace('_', ' ')} truncated to its first {t['limit']} of "
+            f"{t['tokens']} tokens"
+            for name, t in truncated.items()
+        ],
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
         "refined_prompt": None,

@@ -226,6 +226,11 @@ class Video2WorldPipeline:
             conditioning_round_trip_psnr_db=round(round_trip_db, 2),
             dit_evaluations=denoiser.calls,
         )
+        if round_trip_db < ROUND_TRIP_WARN_DB:
+            sidecar["warnings"].append(
+                f"conditioning input poorly represented by the model: VAE round trip {round_trip_db:.1f} dB "
+                f"(below {ROUND_TRIP_WARN_DB:.0f} dB)"
+            )
         sidecar.update(step_cache_summary(denoiser))
         sidecar["timings"] = {**timings, "total_s": round(time.perf_counter() - start, 4)}
         return Generation(video, fps=b.preset.fps, sidecar=sidecar)
