@@ -25,6 +25,8 @@ import time
 
 from fsspec.core import url_to_fs
 from prefect import flow, get_run_logger
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 
 from flows.manifest import TaskName, run_manifest
@@ -61,9 +63,6 @@ def claim(fs, inbox: str, path: str) -> str | None:
 def holder_has_ended(holder: dict) -> bool:
     """Whether the flow run named in a lease has ended (or no longer exists). A lease without a flow run
     (taken outside Prefect) is never judged: it is left to whoever took it."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
     run_id = holder.get("flow_run")
     if not run_id or run_id == "None":
         return False
@@ -83,8 +82,11 @@ def take_over_orphans(fs, inbox: str, root: str) -> list[tuple[str, str]]:
         claimed = lease[: -len(".lease")]
         if not fs.exists(claimed):  # its holder is between the lease and the move, or filing it
             continue
-        holder = json.loads(fs.cat(lease))
-        if not holder_has_ended(holder):
+        try:
+            holder = json.loads(fs.cat(lease))
+        except ValueError:  # not a lease this flow wrote: leave it to whoever did
+            continue
+        if not isinstance(holder, dict) or not holder_has_ended(holder):
             continue
         marker = _url(fs, f"{lease}.takeover-{holder['flow_run']}", inbox)
         if not storage.create_exclusive(marker, json.dumps(lease_holder()).encode()):
