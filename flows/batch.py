@@ -77,9 +77,8 @@ def dispatch_shard(deployment: str, shard_url: str, shard_id: str, gpus: int | N
     state = flow_run.state
     if state.is_completed():
         return {"shard_id": shard_id}
-    error = f"shard {shard_id}: flow run {flow_run.name} ended {state.name}: {state.message or ''}".rstrip(
-        ": "
-    )
+    detail = f": {state.message}" if state.message else ""
+    error = f"shard {shard_id}: flow run {flow_run.name} ended {state.name}{detail}"
     if state.is_crashed():
         raise ShardCrashed(error)
     raise RuntimeError(error)
