@@ -244,7 +244,7 @@ def test_docker_pool_runs_shards_in_containers_and_retries_a_killed_one(
     try:
         for args in (
             ["infra/create-pools.sh", "--type", "docker"],
-            ["infra/deploy.sh", "--name", "text2image-batch/batch"],
+            ["infra/deploy.sh", "--name", "text2image/batch"],
             ["infra/deploy.sh", "--name", "generate-shard/gpu", "--job-variable", json.dumps(job_variables)],
         ):
             done = run_script(args, env)
