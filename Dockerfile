@@ -1,5 +1,5 @@
 # worldmill's image: the project, its pinned dependencies and the embedded default model; checkpoints are
-# mounted at /checkpoints (read-only), never built in. Works with the classic builder and BuildKit.
+# mounted at /checkpoints (read-only), never built in. Classic-builder syntax only (no BuildKit-only features).
 #
 #   docker build -t worldmill:latest .                                   # CUDA torch (PyPI's; fleets)
 #   docker build -t worldmill:cpu --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu .
