@@ -116,8 +116,9 @@ def cpu_image(tmp_path_factory) -> str:
     torch_version = torch.__version__.split("+")[0]
     wheels = tmp_path_factory.mktemp("wheelhouse")
     download = [sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "-c", str(CONSTRAINTS)]
+    # torch at the exact build the tests run (2.13.0+cpu here), so that the image's is the CPU one too
     done = subprocess.run(
-        [*download, f"torch=={torch_version}", *requirements()], capture_output=True, text=True
+        [*download, f"torch=={torch.__version__}", *requirements()], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr[-3000:]
     say(f"building {IMAGE} from the Dockerfile ({len(list(wheels.iterdir()))} wheels)")
